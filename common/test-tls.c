@@ -482,6 +482,64 @@ PN_TEST(test_tls12_and_cipher_list)
 	CHECK(ERR_peek_error() == 0);
 }
 
+/* Full handshake with a raw client of the given version; returns the
+ * session (with its ticket) and whether the server resumed. */
+static SSL_SESSION *raw_session(struct pn_tls_ctx *sctx, int version, SSL_SESSION *resume,
+				bool *reused_r)
+{
+	struct pn_tls_conn *s = conn_new(sctx, NULL);
+	struct raw r = { 0 };
+	const char *error = NULL;
+	ssize_t sr = 0;
+	int hs = 0;
+	uint8_t b[16];
+	SSL_SESSION *sess = NULL;
+	*reused_r = false;
+	if (s == NULL || raw_client(&r, version, version) < 0)
+		goto out;
+	if (resume != NULL)
+		SSL_set_session(r.ssl, resume);
+	for (int i = 0; i < 5 && hs != 1; i++)
+		hs = raw_step(&r, s, &sr, &error);
+	raw_step(&r, s, &sr, &error);
+	CHECK_INT(hs, 1);
+	CHECK(pn_tls_handshake_done(s));
+	(void)SSL_read(r.ssl, b, sizeof(b)); /* takes in TLS 1.3 tickets */
+	*reused_r = pn_tls_session_reused(s);
+	sess = SSL_get1_session(r.ssl);
+	/* OpenSSL marks a session freed without close_notify unresumable. */
+	SSL_shutdown(r.ssl);
+out:
+	raw_free(&r);
+	pn_tls_conn_free(&s);
+	return sess;
+}
+
+/* Stateless session tickets resume, in TLS 1.3 and 1.2, until a reload
+ * replaces the ticket keys with the certificates. */
+PN_TEST(test_session_tickets)
+{
+	if (!fixture_ready())
+		return;
+	struct pn_tls_ctx *sctx = server_ctx(NULL);
+	const int versions[] = { TLS1_3_VERSION, TLS1_2_VERSION };
+	const char *error = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		bool reused = true;
+		SSL_SESSION *first = raw_session(sctx, versions[i], NULL, &reused);
+		CHECK(first != NULL && !reused);
+		SSL_SESSION *second = raw_session(sctx, versions[i], first, &reused);
+		CHECK(reused);
+		SSL_SESSION_free(second);
+		CHECK_INT(pn_tls_ctx_reload(sctx, c_default.cert, c_default.key, &error), 0);
+		second = raw_session(sctx, versions[i], first, &reused);
+		CHECK(second != NULL && !reused);
+		SSL_SESSION_free(second);
+		SSL_SESSION_free(first);
+	}
+	pn_tls_ctx_free(&sctx);
+}
+
 PN_TEST(test_garbage)
 {
 	if (!fixture_ready())
@@ -571,6 +629,47 @@ PN_TEST(test_bad_record_after_handshake)
 	pn_tls_conn_free(&c);
 	pn_tls_ctx_free(&sctx);
 	pn_tls_ctx_free(&cctx);
+}
+
+/* A peer that keeps requesting KeyUpdates while the owner never sends what
+ * the server queues in reply: the reply queue is bounded, an error follows. */
+PN_TEST(test_reply_flood_bounded)
+{
+	if (!fixture_ready())
+		return;
+	struct pn_tls_ctx *sctx = server_ctx(NULL);
+	struct pn_tls_conn *s = conn_new(sctx, NULL);
+	struct raw r = { 0 };
+	const char *error = NULL;
+	ssize_t sr = 0;
+	int hs = 0;
+	uint8_t b[16384];
+	CHECK(raw_client(&r, TLS1_3_VERSION, TLS1_3_VERSION) == 0);
+	for (int i = 0; i < 5 && hs != 1; i++)
+		hs = raw_step(&r, s, &sr, &error);
+	CHECK_INT(hs, 1);
+	raw_step(&r, s, &sr, &error);
+	CHECK(pn_tls_handshake_done(s));
+	while (pn_tls_take_out(s, b, sizeof(b)) > 0)
+		;
+	sr = PN_TLS_AGAIN;
+	int rounds = 0;
+	for (; rounds < 20000 && sr == PN_TLS_AGAIN; rounds++) {
+		if (SSL_key_update(r.ssl, SSL_KEY_UPDATE_REQUESTED) != 1 ||
+		    SSL_write(r.ssl, "x", 1) != 1)
+			break;
+		int n;
+		while ((n = BIO_read(r.out, b, sizeof(b))) > 0)
+			CHECK_INT(pn_tls_feed(s, b, (size_t)n, &error), 0);
+		sr = drain(s, NULL, &error);
+		CHECK(pn_tls_pending_out(s) <= 2 * PN_TLS_DEFAULT_MAX_OUT + 64);
+	}
+	CHECK_INT(sr, PN_TLS_ERROR);
+	CHECK(error != NULL && strstr(error, "limit") != NULL);
+	printf("flood: %s after %d key updates\n", error, rounds);
+	raw_free(&r);
+	pn_tls_conn_free(&s);
+	pn_tls_ctx_free(&sctx);
 }
 
 /* CN the client sees for a given SNI name. */
@@ -1012,8 +1111,10 @@ PN_TEST_MAIN("test-tls",
 	     PN_TEST_CASE(test_byte_at_a_time),
 	     PN_TEST_CASE(test_tls11_refused),
 	     PN_TEST_CASE(test_tls12_and_cipher_list),
+	     PN_TEST_CASE(test_session_tickets),
 	     PN_TEST_CASE(test_garbage),
 	     PN_TEST_CASE(test_bad_record_after_handshake),
+	     PN_TEST_CASE(test_reply_flood_bounded),
 	     PN_TEST_CASE(test_sni),
 	     PN_TEST_CASE(test_reload),
 	     PN_TEST_CASE(test_close_notify),

@@ -8,6 +8,7 @@
 
 #include "postern/buf.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <limits.h>
 #include <pthread.h>
@@ -847,6 +848,7 @@ ssize_t pn_tls_read(struct pn_tls_conn *conn, void *buf, size_t size,
 	}
 	if (conn->peer_closed)
 		return PN_TLS_CLOSED;
+	assert(size > 0);
 	ERR_clear_error();
 	int n = SSL_read(conn->ssl, buf, size > INT_MAX ? INT_MAX : (int)size);
 	int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(conn->ssl, n);
@@ -904,9 +906,8 @@ ssize_t pn_tls_write(struct pn_tls_conn *conn, const void *data, size_t len,
 		size_t pending = BIO_ctrl_pending(conn->wbio);
 		if (pending >= conn->max_out)
 			break;
+		/* Whole records even near the bound: it may be passed by one. */
 		size_t n = len - done;
-		if (n > conn->max_out - pending)
-			n = conn->max_out - pending;
 		if (n > PN_TLS_WRITE_CHUNK)
 			n = PN_TLS_WRITE_CHUNK;
 		int w = SSL_write(conn->ssl, p + done, (int)n);

@@ -56,6 +56,12 @@
  * reference to the current snapshot when created; reload, add_sni and
  * remove_sni publish a new snapshot, so existing conns keep the certificates
  * they started with and new conns see the change at once.
+ *
+ * Sessions. Servers resume TLS 1.2 and 1.3 sessions from stateless tickets
+ * only (no session cache, nothing shared between threads). The ticket keys
+ * belong to the snapshot's default certificate context, so after a reload
+ * older tickets fall back to a full handshake; tickets are also per process
+ * (not shared between frontends). Client conns do not resume.
  */
 #ifndef POSTERN_TLS_H
 #define POSTERN_TLS_H
@@ -199,8 +205,9 @@ ssize_t pn_tls_read(struct pn_tls_conn *conn, void *buf, size_t size,
 		    const char **error_r);
 
 /* Encrypts plaintext for the peer. Returns the number of bytes accepted,
- * 0..len: fewer than len when max_out bytes of ciphertext are already
- * waiting; the owner keeps the rest and retries after sending. Before the
+ * 0..len: it stops once max_out bytes of ciphertext are waiting (passing
+ * the bound by at most one record); the owner keeps the rest and retries
+ * after sending. Before the
  * handshake completes the plaintext is held (up to max_out) and encrypted
  * when it does (a server greeting may be written right after accept).
  * Returns -1 with *error_r if the conn failed or pn_tls_shutdown was
