@@ -62,7 +62,7 @@ struct pn_tls_conn {
 	struct pn_tls_gen *gen;
 	bool is_server;
 	bool hs_done;	/* the handshake completed (stays true after a failure) */
-	bool failed, peer_closed, shut, eof, cn_done;
+	bool failed, peer_closed, shut, cn_done;
 	size_t max_in, max_out;
 	struct pn_buf held;	/* plaintext written before the handshake ended */
 	char server_name[PN_TLS_NAME_MAX + 1];
@@ -801,7 +801,6 @@ size_t pn_tls_feed_room(const struct pn_tls_conn *conn)
 
 void pn_tls_feed_eof(struct pn_tls_conn *conn)
 {
-	conn->eof = true;
 	BIO_set_mem_eof_return(conn->rbio, 0);
 }
 
