@@ -3,7 +3,8 @@
 
     deploy/local/cluster up [--port-base N]   start what is built, in the background
     deploy/local/cluster status [--json]      what runs where
-    deploy/local/cluster down                 stop everything
+    deploy/local/cluster down [--purge]       stop everything (--purge: and
+                                              delete the PostgreSQL/Redis data)
 
 (deploy/local/cluster is the entry: it installs dependencies and builds
 Release into build/ before `up`, then runs this file.)
@@ -572,7 +573,7 @@ def _stop_pid(pid, grace):
     return "killed after %ds" % grace
 
 
-def cmd_down(c, grace=STOP_GRACE):
+def cmd_down(c, grace=STOP_GRACE, purge=False):
     said = []
     if os.path.isdir(c.run_dir):
         for proc in reversed(process_table(c)):
@@ -591,12 +592,18 @@ def cmd_down(c, grace=STOP_GRACE):
     if not c.external_services and services.load_state(c.data) is not None:
         st = services.status(c.data)
         try:
-            services.stop(c.data)
+            services.stop(c.data, remove=purge)
         except services.ServiceError as e:
             raise ClusterError(str(e))
         for name, s in st.items():
             if s["pid"]:
-                said.append("%s (pid %d) stopped, data kept" % (name, s["pid"]))
+                said.append("%s (pid %d) stopped%s" % (name, s["pid"],
+                                                        "" if purge else ", data kept"))
+        if purge:
+            said.append("deleted the PostgreSQL and Redis data")
+    if purge:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(c.run_dir, "provisioned.json"))
     print("\n".join(said) if said else "nothing was running")
 
 
@@ -645,6 +652,7 @@ def cmd_status(c, as_json):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # quiet under `| head`
     ap = argparse.ArgumentParser(prog="deploy/local/cluster",
                                  description="The local Postern cluster (see the header "
                                  "of deploy/local/cluster.py and README.md).")
@@ -659,7 +667,9 @@ def main(argv=None):
                     help="offset of every port (default %d: IMAP on 1143)" % DEFAULT_PORT_BASE)
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT,
                     help="seconds to wait for each daemon to be ready")
-    down = sub.add_parser("down", help="stop everything (data is kept)")
+    down = sub.add_parser("down", help="stop everything (data is kept unless --purge)")
+    down.add_argument("--purge", action="store_true",
+                      help="also delete the PostgreSQL and Redis data")
     down.add_argument("--grace", type=float, default=STOP_GRACE,
                       help="seconds between SIGTERM and SIGKILL")
     st = sub.add_parser("status", help="what runs where; exit 0 if all that is built runs")
@@ -679,7 +689,7 @@ def main(argv=None):
         if a.cmd == "up":
             cmd_up(c, a.timeout)
         elif a.cmd == "down":
-            cmd_down(c, a.grace)
+            cmd_down(c, a.grace, a.purge)
         else:
             return cmd_status(c, a.json)
     except ClusterError as e:

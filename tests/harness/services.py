@@ -31,8 +31,9 @@ persistent folder finds its data again even if services.json is lost; an
 
 Modes: ephemeral (tests: fsync and full_page_writes off, so that only a
 machine crash, never a PostgreSQL crash, can lose a commit; no Redis
-persistence; free ports chosen at random) and persistent (the local cluster: fsync on, Redis append-only
-file, fixed ports given by the caller, data kept across stop/start).
+persistence; free ports chosen at random) and persistent (the local
+cluster: fsync on, Redis append-only file, fixed ports given by the caller,
+data kept across stop/start).
 
 Free ports: a random port in 15000-32767 (below Linux's default ephemeral
 range, so outgoing connections never hold it) that can be bound on
@@ -899,6 +900,7 @@ def _exports(e):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # quiet under `| head`
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
