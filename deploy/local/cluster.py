@@ -2,6 +2,7 @@
 """The local Postern cluster: every process on 127.0.0.1, state under var/.
 
     deploy/local/cluster up [--port-base N]   start what is built, in the background
+                                              (N: default 1000, then the last one used)
     deploy/local/cluster status [--json]      what runs where
     deploy/local/cluster down [--purge]       stop everything (--purge: and
                                               delete the PostgreSQL/Redis data)
@@ -481,7 +482,6 @@ def cmd_up(c, timeout=READY_TIMEOUT):
     if prev and prev.get("port_base") != c.port_base and _anything_running(c):
         raise ClusterError("the cluster in %s runs with --port-base %s; run `down` first "
                            "to move it" % (c.var, prev.get("port_base")))
-    _save_cluster_json(c)
     said = []
     was_up = False
     if not c.external_services:
@@ -494,6 +494,7 @@ def cmd_up(c, timeout=READY_TIMEOUT):
             raise ClusterError(str(e))
         said.append("postgresql and redis %s" % ("already running" if was_up else "started"))
     senv = c.service_env()
+    _save_cluster_json(c)
     if ensure_tls(c):
         said.append("made a local CA and server certificate in %s" % c.tls_dir)
     prov = provision(c, senv)
@@ -664,7 +665,8 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start everything that is built (idempotent)")
     up.add_argument("--port-base", type=int, default=None,
-                    help="offset of every port (default %d: IMAP on 1143)" % DEFAULT_PORT_BASE)
+                    help="offset of every port (default: the base of the last `up` "
+                    "in this state folder, else %d: IMAP on 1143)" % DEFAULT_PORT_BASE)
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT,
                     help="seconds to wait for each daemon to be ready")
     down = sub.add_parser("down", help="stop everything (data is kept unless --purge)")
@@ -678,13 +680,16 @@ def main(argv=None):
 
     c = Cluster(var=a.var, bin_dir=a.bin_dir, external_services=a.external_services)
     prev = _load_cluster_json(c)
-    if a.cmd == "up":
-        c.port_base = a.port_base if a.port_base is not None else DEFAULT_PORT_BASE
-    elif prev:
+    if prev:
+        # The last `up` in this folder: its port base is the default; down and
+        # status also look at the processes and services it started.
         c.port_base = prev.get("port_base", DEFAULT_PORT_BASE)
-        if a.bin_dir is None and prev.get("bin_dir"):
-            c.bin_dir = prev["bin_dir"]
-        c.external_services = c.external_services or prev.get("external_services", False)
+        if a.cmd != "up":
+            if a.bin_dir is None and prev.get("bin_dir"):
+                c.bin_dir = prev["bin_dir"]
+            c.external_services = c.external_services or prev.get("external_services", False)
+    if a.cmd == "up" and a.port_base is not None:
+        c.port_base = a.port_base
     try:
         if a.cmd == "up":
             cmd_up(c, a.timeout)

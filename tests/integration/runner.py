@@ -83,35 +83,79 @@ def discover(pattern=None):
 
 
 class _Result(unittest.TestResult):
-    """Collects the outcome of one test, printing nothing itself."""
+    """Prints one line per test as it ends and keeps the counts. Run through
+    a TestSuite, so class and module fixtures (setUpClass, setUpModule) work;
+    a failing fixture is reported as its own ERROR line."""
 
-    def __init__(self):
+    def __init__(self, ci):
         super().__init__()
-        self.outcome = None
-        self.detail = ""
+        self.ci = ci
+        self.passed = self.failed = self.skipped = 0
+        self._outcome = None
+        self._detail = ""
+        self._t0 = 0.0
+
+    def _report(self, name, outcome, detail, took):
+        if outcome == "SKIP":
+            self.skipped += 1
+            if self.ci:
+                self.failed += 1
+                print("FAIL  %s (%.2fs) skipped under CI=true: %s" % (name, took, detail),
+                      flush=True)
+            else:
+                print("SKIP  %s (%.2fs): %s" % (name, took, detail), flush=True)
+            return
+        if outcome == "PASS":
+            self.passed += 1
+        else:
+            self.failed += 1
+        print("%-5s %s (%.2fs)" % (outcome, name, took), flush=True)
+        if detail and outcome != "PASS":
+            print(detail.rstrip(), flush=True)
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._outcome, self._detail = None, ""
+        self._t0 = time.monotonic()
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self._report(test.id(), self._outcome or "ERROR", self._detail,
+                     time.monotonic() - self._t0)
+
+    def _fixture(self, test):
+        # setUpClass/setUpModule/tearDown* problems come with a stand-in
+        # object that is not a TestCase and no startTest/stopTest around it.
+        return not isinstance(test, unittest.TestCase)
 
     def addSuccess(self, test):
-        self.outcome = self.outcome or "PASS"
+        self._outcome = self._outcome or "PASS"
 
     def addFailure(self, test, err):
-        self.outcome = "FAIL"
-        self.detail += self._exc_info_to_string(err, test)
+        self._outcome = "FAIL"
+        self._detail += self._exc_info_to_string(err, test)
 
     def addError(self, test, err):
-        if self.outcome != "FAIL":
-            self.outcome = "ERROR"
-        self.detail += self._exc_info_to_string(err, test)
+        if self._fixture(test):
+            self._report(test.id(), "ERROR", self._exc_info_to_string(err, test), 0.0)
+            return
+        if self._outcome != "FAIL":
+            self._outcome = "ERROR"
+        self._detail += self._exc_info_to_string(err, test)
 
     def addSkip(self, test, reason):
-        self.outcome = "SKIP"
-        self.detail = reason
+        if self._fixture(test):
+            self._report(test.id(), "SKIP", reason, 0.0)
+            return
+        self._outcome = "SKIP"
+        self._detail = reason
 
     def addExpectedFailure(self, test, err):
-        self.outcome = "PASS"
+        self._outcome = "PASS"
 
     def addUnexpectedSuccess(self, test):
-        self.outcome = "FAIL"
-        self.detail = "unexpected success"
+        self._outcome = "FAIL"
+        self._detail = "unexpected success"
 
     def addSubTest(self, test, subtest, err):
         if err is not None:
@@ -160,51 +204,30 @@ def main(argv=None):
             print(t.id())
         return 0
 
-    passed = failed = skipped = 0
+    result = _Result(ci)
     for modname, tb in load_errors:
         print("ERROR %s (import)\n%s" % (modname, tb), flush=True)
-        failed += 1
+        result.failed += 1
     if not tests and not load_errors:
         print("integration: no test matches %r" % pattern if pattern
               else "integration: no tests found in %s" % HERE, flush=True)
         if pattern:
-            failed += 1
+            result.failed += 1
 
     services_dir = None
     if tests and start_services and not os.environ.get("POSTERN_PG_DSN"):
         services_dir = _start_services()
     try:
-        for t in tests:
-            result = _Result()
-            start = time.monotonic()
-            t.run(result)
-            took = time.monotonic() - start
-            outcome = result.outcome or "ERROR"
-            if outcome == "SKIP":
-                skipped += 1
-                if ci:
-                    failed += 1
-                    print("FAIL  %s (%.2fs) skipped under CI=true: %s"
-                          % (t.id(), took, result.detail), flush=True)
-                else:
-                    print("SKIP  %s (%.2fs): %s" % (t.id(), took, result.detail), flush=True)
-                continue
-            if outcome == "PASS":
-                passed += 1
-            else:
-                failed += 1
-            print("%-5s %s (%.2fs)" % (outcome, t.id(), took), flush=True)
-            if result.detail and outcome != "PASS":
-                print(result.detail.rstrip(), flush=True)
+        unittest.TestSuite(tests).run(result)
     finally:
         if services_dir:
             import services
             services.stop(services_dir, remove=True)
             shutil.rmtree(services_dir, ignore_errors=True)
-    if skipped and not ci:
-        print("integration: %d skipped (counted as failures under CI=true)" % skipped)
-    print("integration: %d passed, %d failed" % (passed, failed), flush=True)
-    return 0 if failed == 0 else 1
+    if result.skipped and not ci:
+        print("integration: %d skipped (counted as failures under CI=true)" % result.skipped)
+    print("integration: %d passed, %d failed" % (result.passed, result.failed), flush=True)
+    return 0 if result.failed == 0 else 1
 
 
 if __name__ == "__main__":
