@@ -896,11 +896,11 @@ static void run_command(struct pop3_session *s, char *line)
 static bool input_step(struct pop3_session *s)
 {
 	size_t limit = s->sasl != SASL_NONE ? s->set.max_auth_line : s->set.max_line;
-	const uint8_t *data = pn_buf_rptr(&s->in);
 	size_t len = pn_buf_len(&s->in);
 
 	if (len == 0)
 		return false;
+	const uint8_t *data = pn_buf_rptr(&s->in);
 	if (s->skip_line) {
 		const uint8_t *lf = memchr(data, '\n', len);
 		pn_buf_consume(&s->in, lf != NULL ? (size_t)(lf - data) + 1 : len);
