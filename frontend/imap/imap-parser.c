@@ -803,7 +803,16 @@ static int parse_word(struct imap_parser *p, const unsigned char *s, size_t n,
 	return 0;
 }
 
-/* Parses one line segment s[0..n) (CRLF removed) into the open frames. */
+/* Parses one line segment s[0..n) (CRLF removed) into the open frames.
+ *
+ * Arguments are separated by SP and nest in parentheses wherever the grammar
+ * has a list, e.g. (RFC 3501 section 9):
+ *   flag-list       = "(" [flag *(SP flag)] ")"
+ *   search-key      = ... / "(" search-key *(SP search-key) ")"
+ *   fetch           = "FETCH" SP sequence-set SP ("ALL" / "FULL" / "FAST" /
+ *                     fetch-att / "(" fetch-att *(SP fetch-att) ")")
+ * so the tree is built generically: "(" opens a list, ")" closes it, and
+ * after every token comes SP, ")", "]" (closing a section) or the end. */
 static int parse_segment(struct imap_parser *p, const unsigned char *s, size_t n,
 			 struct literal_header *lh)
 {
@@ -1370,7 +1379,8 @@ struct imap_parser *imap_parser_new(const struct imap_parser_limits *limits)
 		if (limits->max_append_literal != 0)
 			p->lim.max_append_literal = limits->max_append_literal;
 		if (limits->max_depth != 0)
-			p->lim.max_depth = limits->max_depth;
+			p->lim.max_depth = limits->max_depth < IMAP_PARSER_MAX_DEPTH_CAP
+				? limits->max_depth : IMAP_PARSER_MAX_DEPTH_CAP;
 		if (limits->max_args != 0)
 			p->lim.max_args = limits->max_args;
 		if (limits->max_command != 0)

@@ -64,9 +64,12 @@
  * Lines end with CRLF. A bare LF ends the line too, as an error.
  *
  * Memory: every pointer in an event (tag, name, argument tree, strings) is
- * owned by the parser and valid until the next imap_parser_next() or
- * imap_parser_abort_command() call; IMAP_EV_LITERAL_DATA and IMAP_EV_LINE
- * point into the input buffer and are also invalidated by imap_parser_feed().
+ * owned by the parser and valid until the next imap_parser_next() call
+ * (feeding or aborting does not free it). IMAP_EV_LITERAL_DATA and
+ * IMAP_EV_LINE point into the input buffer and are also invalidated by
+ * imap_parser_feed() and imap_parser_discard_input(). The parser holds at
+ * most one partial line of input between next() calls that returned 0, and
+ * at most max_command bytes of parsed command.
  * Nothing here does I/O, logs, or blocks. Not thread-safe (one per session).
  */
 #ifndef POSTERN_IMAP_PARSER_H
@@ -87,7 +90,7 @@ struct imap_parser_limits {
 	 * the most the parser skips for a refused non-synchronizing literal;
 	 * beyond it the stream is declared hopeless. */
 	uint64_t max_append_literal;
-	/* Deepest nesting of lists and sections. Default 16. */
+	/* Deepest nesting of lists and sections. Default 16, at most 256. */
 	unsigned max_depth;
 	/* Most arguments in one command, counting every list item, list and
 	 * section at any depth. Default 10000. */
@@ -101,6 +104,7 @@ struct imap_parser_limits {
 #define IMAP_PARSER_DEFAULT_MAX_LITERAL (1024u * 1024)
 #define IMAP_PARSER_DEFAULT_MAX_APPEND_LITERAL (64ull * 1024 * 1024)
 #define IMAP_PARSER_DEFAULT_MAX_DEPTH 16u
+#define IMAP_PARSER_MAX_DEPTH_CAP 256u
 #define IMAP_PARSER_DEFAULT_MAX_ARGS 10000u
 #define IMAP_PARSER_DEFAULT_MAX_COMMAND (4u * 1024 * 1024)
 /* LITERAL- (RFC 7888 section 4): largest non-synchronizing literal. */
