@@ -912,6 +912,15 @@ PN_TEST(test_fatal_literals)
 
 PN_TEST(test_event_contract)
 {
+	struct imap_parser_limits def;
+	imap_parser_limits_default(&def);
+	CHECK_INT(def.max_line, 64 * 1024);
+	CHECK_INT(def.max_literal, 1024 * 1024);
+	CHECK_INT(def.max_append_literal, 64 * 1024 * 1024);
+	CHECK_INT(def.max_depth, 16);
+	CHECK_INT(def.max_args, 10000);
+	CHECK_INT(def.max_command, 4 * 1024 * 1024);
+
 	struct imap_parser *p = imap_parser_new(NULL);
 	struct imap_event ev;
 
