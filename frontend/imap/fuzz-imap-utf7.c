@@ -3,6 +3,7 @@
  * back to the same bytes, and imap_utf7_is_valid() must agree with the
  * decoder. Also runs the sequence-set parser and normalizer on the same
  * input, checking that a normalized set is sorted and disjoint. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,17 @@
 #define REQUIRE(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A buffer's bytes, never NULL (an empty pn_buf may have no storage). */
+static const char *bytes(const struct pn_buf *b)
+{
+	return b->data != NULL ? (const char *)b->data + b->start : "";
+}
+
+static bool same(const struct pn_buf *b, const uint8_t *data, size_t size)
+{
+	return pn_buf_len(b) == size && (size == 0 || memcmp(bytes(b), data, size) == 0);
+}
 
 static void check_seqset(const char *s, size_t len)
 {
@@ -50,9 +62,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r = imap_utf7_to_utf8(s, size, &a, &error);
 	REQUIRE((r == 0) == imap_utf7_is_valid(s, size));
 	if (r == 0) {
-		REQUIRE(imap_utf8_to_utf7((const char *)pn_buf_rptr(&a), pn_buf_len(&a), &b,
+		REQUIRE(imap_utf8_to_utf7(bytes(&a), pn_buf_len(&a), &b,
 					  &error) == 0);
-		REQUIRE(pn_buf_len(&b) == size && memcmp(pn_buf_rptr(&b), data, size) == 0);
+		REQUIRE(same(&b, data, size));
 	} else {
 		REQUIRE(error != NULL);
 	}
@@ -63,10 +75,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pn_buf_init(&a, 4 * size + 16);
 	pn_buf_init(&b, 4 * size + 16);
 	if (imap_utf8_to_utf7(s, size, &a, &error) == 0) {
-		REQUIRE(imap_utf7_is_valid((const char *)pn_buf_rptr(&a), pn_buf_len(&a)));
-		REQUIRE(imap_utf7_to_utf8((const char *)pn_buf_rptr(&a), pn_buf_len(&a), &b,
+		REQUIRE(imap_utf7_is_valid(bytes(&a), pn_buf_len(&a)));
+		REQUIRE(imap_utf7_to_utf8(bytes(&a), pn_buf_len(&a), &b,
 					  &error) == 0);
-		REQUIRE(pn_buf_len(&b) == size && memcmp(pn_buf_rptr(&b), data, size) == 0);
+		REQUIRE(same(&b, data, size));
 	}
 	pn_buf_free(&a);
 	pn_buf_free(&b);

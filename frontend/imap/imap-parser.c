@@ -401,6 +401,15 @@ static void command_done(struct imap_parser *p)
 	p->state = PS_LINE;
 }
 
+/* The unparsed input. Never NULL, even before the buffer got storage
+ * (pointer arithmetic on NULL is undefined). */
+static unsigned char *in_bytes(struct imap_parser *p)
+{
+	static unsigned char empty[1];
+
+	return p->in.data != NULL ? p->in.data + p->in.start : empty;
+}
+
 static void consume(struct imap_parser *p, size_t n)
 {
 	pn_buf_consume(&p->in, n);
@@ -1139,7 +1148,7 @@ static int step_line(struct imap_parser *p, struct imap_event *ev)
 {
 	size_t avail = pn_buf_len(&p->in);
 	size_t lim = avail < p->lim.max_line ? avail : p->lim.max_line;
-	const unsigned char *d = pn_buf_rptr(&p->in);
+	const unsigned char *d = in_bytes(p);
 	const unsigned char *lf = NULL;
 
 	if (p->scan < lim)
@@ -1208,7 +1217,7 @@ static int step_literal(struct imap_parser *p, struct imap_event *ev)
 	size_t n = left < avail ? (size_t)left : avail;
 
 	if (n > 0) {
-		const unsigned char *d = pn_buf_rptr(&p->in);
+		const unsigned char *d = in_bytes(p);
 		if (literal_has_nul(p, d, n))
 			return literal_nul_error(p, ev);
 		memcpy(p->lit.buf + p->lit.done, d, n);
@@ -1238,7 +1247,7 @@ static int step_stream(struct imap_parser *p, struct imap_event *ev)
 
 	if (n == 0)
 		return 0;
-	const unsigned char *d = pn_buf_rptr(&p->in);
+	const unsigned char *d = in_bytes(p);
 	if (literal_has_nul(p, d, n))
 		return literal_nul_error(p, ev);
 	memset(ev, 0, sizeof(*ev));
@@ -1268,7 +1277,7 @@ static int step_skip_line(struct imap_parser *p, struct imap_event *ev)
 
 	if (avail == 0)
 		return 0;
-	enum sk_outcome o = skipper_run(&p->sk, pn_buf_rptr(&p->in), avail, &used, &lit);
+	enum sk_outcome o = skipper_run(&p->sk, in_bytes(p), avail, &used, &lit);
 	consume(p, used);
 	if (o == SK_MORE)
 		return 0;
@@ -1299,7 +1308,7 @@ static int step_raw_line(struct imap_parser *p, struct imap_event *ev)
 {
 	size_t avail = pn_buf_len(&p->in);
 	size_t lim = avail < p->lim.max_line ? avail : p->lim.max_line;
-	unsigned char *d = p->in.data + p->in.start;
+	unsigned char *d = in_bytes(p);
 	unsigned char *lf = NULL;
 
 	if (p->scan < lim)
@@ -1337,7 +1346,7 @@ static int step_raw_line(struct imap_parser *p, struct imap_event *ev)
 static int step_raw_skip(struct imap_parser *p)
 {
 	size_t avail = pn_buf_len(&p->in);
-	const unsigned char *d = pn_buf_rptr(&p->in);
+	const unsigned char *d = in_bytes(p);
 	const unsigned char *lf = avail ? memchr(d, '\n', avail) : NULL;
 
 	if (lf == NULL) {
