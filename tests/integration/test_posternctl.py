@@ -7,9 +7,9 @@ Environment:
                      and fails under CI=true)
   POSTERN_BIN_DIR    directory holding posternctl (default: build/storage)
   POSTERN_REDIS_HOST / POSTERN_REDIS_PORT
-                     a Redis to use for `who` when redis-server is not
-                     installed (otherwise a private one is started on a
-                     Unix socket)
+                     the Redis for `who` (tests/run's private one); when
+                     unset, a private redis-server is started on a Unix
+                     socket
 
 Each run works in its own PostgreSQL schema (via the connection's
 search_path) and drops it at the end; psql inspects the results.
@@ -84,8 +84,13 @@ class Redis:
         self.proc = None
         self.tmp = None
         self.arg = None
+        self.path = None
         server = shutil.which("redis-server")
-        if server:
+        if os.environ.get("POSTERN_REDIS_HOST"):
+            self.host = os.environ["POSTERN_REDIS_HOST"]
+            self.port = int(os.environ.get("POSTERN_REDIS_PORT", "6379"))
+            self.arg = "%s:%d" % (self.host, self.port)
+        elif server:
             self.tmp = tempfile.mkdtemp(prefix="pn-redis-")
             self.path = os.path.join(self.tmp, "redis.sock")
             self.proc = subprocess.Popen(
@@ -103,13 +108,9 @@ class Redis:
                         pass
                 time.sleep(0.05)
             else:
+                self.close()
                 raise RuntimeError("redis-server did not start")
             self.arg = self.path
-        elif os.environ.get("POSTERN_REDIS_HOST"):
-            self.host = os.environ["POSTERN_REDIS_HOST"]
-            self.port = int(os.environ.get("POSTERN_REDIS_PORT", "6379"))
-            self.path = None
-            self.arg = "%s:%d" % (self.host, self.port)
 
     def connect(self):
         if self.path:
@@ -161,7 +162,9 @@ class PosternctlTest(unittest.TestCase):
 
     def run_ctl(self, *args, stdin=None, env=None, pg=True):
         e = dict(os.environ)
-        e.pop("POSTERN_PG_DSN", None)
+        for k in ("POSTERN_PG_DSN", "POSTERN_PG_HOST", "POSTERN_PG_PORT", "POSTERN_PG_USER",
+                  "POSTERN_PG_DBNAME", "POSTERN_PG_PASSWORD"):
+            e.pop(k, None)
         if pg:
             e["POSTERN_PG_DSN"] = self.dsn
         if env:
@@ -244,6 +247,19 @@ class PosternctlTest(unittest.TestCase):
         self.fails("tenant", "list", "--json=yes", code=2, contains="takes no value")
         self.fails("tenant", "list", "--json", "--json", code=2, contains="twice")
         self.fails("domain", "add", "cl.test", code=2, contains="--tenant is required")
+
+    def test_split_pg_variables(self):
+        """Without a DSN, POSTERN_PG_HOST/PORT/USER/DBNAME are used."""
+        keys = ("POSTERN_PG_HOST", "POSTERN_PG_PORT", "POSTERN_PG_USER", "POSTERN_PG_DBNAME")
+        if not all(os.environ.get(k) for k in keys):
+            self.skipTest("tests/run exports the split POSTERN_PG_* variables")
+        self.ok("tenant", "add", "split-vars")
+        env = {k: os.environ[k] for k in keys}
+        env["PGOPTIONS"] = "-csearch_path=%s" % self.schema  # libpq's own variable
+        rows = json.loads(self.ok("tenant", "list", "--json", env=env, pg=False))
+        self.assertIn("split-vars", [t["name"] for t in rows])
+        env["POSTERN_PG_PORT"] = "1"
+        self.fails("tenant", "list", env=env, pg=False, contains="PostgreSQL")
 
     def test_connection_errors(self):
         self.fails("tenant", "list", "--pg", "host=127.0.0.1 port=1 connect_timeout=2",
