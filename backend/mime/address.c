@@ -119,11 +119,13 @@ static void lex_next(struct lexer *lx, struct tok *t)
 	}
 }
 
+/* Looks at the next token without taking it (comments seen on the way
+ * are still noted). */
 static void lex_peek(struct lexer *lx, struct tok *t)
 {
-	struct lexer save = *lx;
+	const char *p = lx->p;
 	lex_next(lx, t);
-	*lx = save;
+	lx->p = p;
 }
 
 /* A growing string in caller-provided scratch space. */
