@@ -242,7 +242,7 @@ static size_t parse_date_text(const char *s, size_t len, bool fixed, long *day_r
 		return 0;
 	if (dstart == 1 && i != 2)
 		return 0;
-	if (len - i < 10 || s[i] != '-' || s[i + 4] != '-')
+	if (len - i < 9 || s[i] != '-' || s[i + 4] != '-')
 		return 0;
 	int mon = month_index(s + i + 1, 3);
 	if (mon < 0 || !fixed_digits(s + i + 5, 4, &y))

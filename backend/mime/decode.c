@@ -123,13 +123,19 @@ struct ew {
 	size_t total;
 };
 
-static bool ew_parse(const uint8_t *in, size_t len, struct ew *ew)
+/* Returns true with *ew filled. On failure *horizon_r is set when no
+ * encoded word can start before it: the scan met whitespace or the end
+ * without finding the closing "?=", and would again for any later start
+ * inside the same run (this keeps decoding linear on hostile input). */
+static bool ew_parse(const uint8_t *in, size_t len, struct ew *ew,
+		     size_t *horizon_r)
 {
 	size_t i = 2;
 
+	*horizon_r = 0;
 	if (len < 8 || in[0] != '=' || in[1] != '?')
 		return false;
-	while (i < len && in[i] != '?' && in[i] > ' ' && in[i] < 127)
+	while (i < len && i < 66 && in[i] != '?' && in[i] > ' ' && in[i] < 127)
 		i++;
 	if (i == 2 || i + 2 >= len || in[i] != '?')
 		return false;
@@ -150,10 +156,16 @@ static bool ew_parse(const uint8_t *in, size_t len, struct ew *ew)
 	for (i = t; i + 1 < len; i++) {
 		if (in[i] == '?' && in[i + 1] == '=')
 			break;
-		if (in[i] <= ' ' || in[i] >= 127)
+		if (in[i] <= ' ' || in[i] >= 127) {
+			*horizon_r = i;
 			return false;
+		}
 	}
-	if (i + 1 >= len || ew->charset_len == 0 || ew->charset_len >= 64)
+	if (i + 1 >= len) {
+		*horizon_r = len;
+		return false;
+	}
+	if (ew->charset_len == 0)
 		return false;
 	ew->text = in + t;
 	ew->text_len = i - t;
@@ -225,10 +237,12 @@ int mail_rfc2047_decode(const uint8_t *in, size_t len, struct pn_buf *out)
 	c.out = out;
 	c.charset[0] = '\0';
 	pn_buf_init(&c.pending, len + 16);
+	size_t no_ew_until = 0, horizon;
 	while (i < len) {
 		struct ew ew;
-		if (in[i] == '=' && i + 1 < len && in[i + 1] == '?' &&
-		    ew_parse(in + i, len - i, &ew)) {
+		if (i >= no_ew_until && in[i] == '=' && i + 1 < len && in[i + 1] == '?' &&
+		    (ew_parse(in + i, len - i, &ew, &horizon) ||
+		     (no_ew_until = i + horizon, false))) {
 			/* RFC 2047 6.2: whitespace between adjacent encoded
 			 * words is not displayed. */
 			if (!after_ew && emit_plain(&c, in + plain, i - plain) < 0)
@@ -255,8 +269,9 @@ int mail_rfc2047_decode(const uint8_t *in, size_t len, struct pn_buf *out)
 			while (j < len && (mime_is_wsp(in[j]) || in[j] == '\r' ||
 					   in[j] == '\n'))
 				j++;
-			if (j > i && j < len && in[j] == '=' &&
-			    ew_parse(in + j, len - j, &ew)) {
+			if (j > i && j < len && j >= no_ew_until && in[j] == '=' &&
+			    (ew_parse(in + j, len - j, &ew, &horizon) ||
+			     (no_ew_until = j + horizon, false))) {
 				i = j;
 				plain = j;
 				continue;
