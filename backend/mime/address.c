@@ -157,6 +157,7 @@ struct parser {
 	bool *limited;
 	bool full;   /* max reached: stop */
 	bool failed; /* arena full */
+	bool group_emitted; /* the open group's start entry is in the list */
 	struct sbuf display, local, domain, route;
 };
 
@@ -168,20 +169,20 @@ static char *dup_sb(struct parser *ps, const struct sbuf *b)
 	return s;
 }
 
-static void emit(struct parser *ps, const char *name, const char *route,
+static bool emit(struct parser *ps, const char *name, const char *route,
 		 const char *mailbox, const char *domain)
 {
 	if (ps->failed || ps->full)
-		return;
+		return false;
 	if (ps->count == ps->max) {
 		*ps->limited = true;
 		ps->full = true;
-		return;
+		return false;
 	}
 	struct mail_address *a = mail_arena_alloc(ps->arena, sizeof(*a));
 	if (a == NULL) {
 		ps->failed = true;
-		return;
+		return false;
 	}
 	a->name = name;
 	a->route = route;
@@ -190,6 +191,7 @@ static void emit(struct parser *ps, const char *name, const char *route,
 	*ps->tail = a;
 	ps->tail = &a->next;
 	ps->count++;
+	return true;
 }
 
 /* phrase (RFC 5322 3.2.5, obs-phrase 4.1) or local-part words: fills
@@ -319,7 +321,7 @@ static void parse_address(struct parser *ps, bool *in_group)
 		if (*in_group)
 			return; /* groups do not nest; ignore the inner one */
 		*in_group = true;
-		emit(ps, NULL, NULL, dup_sb(ps, &ps->display), NULL);
+		ps->group_emitted = emit(ps, NULL, NULL, dup_sb(ps, &ps->display), NULL);
 		return;
 	}
 	if (words == 0) {
@@ -397,7 +399,7 @@ int mime_address_list_parse(struct mail_arena *arena, const char *value,
 		}
 		parse_address(&ps, &in_group);
 	}
-	if (in_group && !ps.failed) {
+	if (in_group && ps.group_emitted && !ps.failed) {
 		/* missing ';': close the group (past the limit too, so that
 		 * the list stays well formed) */
 		ps.full = false;

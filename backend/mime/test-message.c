@@ -467,6 +467,18 @@ PN_TEST(test_limits)
 		  "(NIL NIL NIL NIL NIL ((NIL NIL \"g\" NIL)(NIL NIL \"a\" \"x\")"
 		  "(NIL NIL \"b\" \"x\")(NIL NIL NIL NIL)) NIL NIL NIL NIL)");
 	mail_message_free(&msg);
+
+	/* A group cut by the limit still ends; with no room at all nothing
+	 * is listed. */
+	lim.max_addresses = 1;
+	msg = test_parse(pn_buf_rptr(&b), pn_buf_len(&b), &lim);
+	CHECK_STR(test_envelope(msg, NULL),
+		  "(NIL NIL NIL NIL NIL ((NIL NIL \"g\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)");
+	mail_message_free(&msg);
+	lim.max_addresses = 0;
+	msg = test_parse(pn_buf_rptr(&b), pn_buf_len(&b), &lim);
+	CHECK_STR(test_envelope(msg, NULL), "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+	mail_message_free(&msg);
 	pn_buf_free(&b);
 }
 
@@ -497,6 +509,15 @@ PN_TEST(test_section_parse)
 	CHECK_INT(s.n_part, 2);
 	CHECK_INT(mail_section_parse("2.Text", 6, &s, &error), 0);
 	CHECK_INT(s.kind, MAIL_SECTION_TEXT);
+}
+
+PN_TEST(test_unfold)
+{
+	struct pn_buf b;
+	pn_buf_init(&b, 64);
+	CHECK_INT(mail_header_unfold((const uint8_t *)" \t\r\n a\r\n\tb\0c ", 13, &b), 0);
+	CHECK_MEM(pn_buf_rptr(&b), pn_buf_len(&b), "a\tbc ", 5);
+	pn_buf_free(&b);
 }
 
 PN_TEST(test_crlf_normalize)
@@ -576,5 +597,6 @@ PN_TEST_MAIN("mime-message",
 	PN_TEST_CASE(test_params),
 	PN_TEST_CASE(test_limits),
 	PN_TEST_CASE(test_section_parse),
+	PN_TEST_CASE(test_unfold),
 	PN_TEST_CASE(test_crlf_normalize),
 	PN_TEST_CASE(test_every_prefix))
