@@ -194,6 +194,21 @@ static bool emit(struct parser *ps, const char *name, const char *route,
 	return true;
 }
 
+/* Ends the open group. The end entry is added past the limit too, so that
+ * a list cut by max_addresses stays well formed. */
+static void close_group(struct parser *ps, bool *in_group)
+{
+	if (*in_group && ps->group_emitted && !ps->failed) {
+		bool full = ps->full;
+		ps->full = false;
+		ps->max++;
+		emit(ps, NULL, NULL, NULL, NULL);
+		ps->full = full;
+	}
+	*in_group = false;
+	ps->group_emitted = false;
+}
+
 /* phrase (RFC 5322 3.2.5, obs-phrase 4.1) or local-part words: fills
  * display (words with one space where the source had whitespace, quotes
  * removed) and local (the words joined as a local-part). Returns the
@@ -391,21 +406,12 @@ int mime_address_list_parse(struct mail_arena *arena, const char *value,
 		}
 		if (t.type == T_SPECIAL && t.c == ';') {
 			lex_next(&ps.lx, &t);
-			if (in_group) {
-				emit(&ps, NULL, NULL, NULL, NULL);
-				in_group = false;
-			}
+			close_group(&ps, &in_group);
 			continue;
 		}
 		parse_address(&ps, &in_group);
 	}
-	if (in_group && ps.group_emitted && !ps.failed) {
-		/* missing ';': close the group (past the limit too, so that
-		 * the list stays well formed) */
-		ps.full = false;
-		ps.max++;
-		emit(&ps, NULL, NULL, NULL, NULL);
-	}
+	close_group(&ps, &in_group); /* a missing ';' */
 	free(scratch);
 	if (ps.failed)
 		return -1;

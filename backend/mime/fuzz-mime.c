@@ -9,13 +9,44 @@
 #include "postern/mail-imap.h"
 #include "postern/mail-message.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Groups in an address list open and close in pairs, never nested. */
+static void check_addresses(const struct mail_address *a)
+{
+	bool open = false;
+	for (; a != NULL; a = a->next) {
+		if (a->domain != NULL) {
+			if (a->mailbox == NULL)
+				abort();
+		} else if (a->mailbox != NULL) {
+			if (open)
+				abort();
+			open = true;
+		} else {
+			if (!open)
+				abort();
+			open = false;
+		}
+	}
+	if (open)
+		abort();
+}
+
 static void check_part(const struct mail_part *p, size_t lo, size_t hi)
 {
+	if (p->envelope != NULL) {
+		check_addresses(p->envelope->from);
+		check_addresses(p->envelope->sender);
+		check_addresses(p->envelope->reply_to);
+		check_addresses(p->envelope->to);
+		check_addresses(p->envelope->cc);
+		check_addresses(p->envelope->bcc);
+	}
 	if (p->hdr_off < lo || p->hdr_off + p->hdr_size != p->body_off ||
 	    p->body_off + p->body_size > hi || p->type == NULL || p->subtype == NULL)
 		abort();

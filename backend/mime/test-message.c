@@ -390,6 +390,14 @@ PN_TEST(test_params)
 	mail_message_free(&msg);
 }
 
+static struct mail_message *parse_limited(const char *s, unsigned int max_addresses)
+{
+	struct mail_limits lim;
+	mail_limits_default(&lim);
+	lim.max_addresses = max_addresses;
+	return test_parse((const uint8_t *)s, strlen(s), &lim);
+}
+
 static void deep_message(struct pn_buf *b, unsigned int levels)
 {
 	for (unsigned int i = 0; i < levels; i++)
@@ -474,6 +482,13 @@ PN_TEST(test_limits)
 	msg = test_parse(pn_buf_rptr(&b), pn_buf_len(&b), &lim);
 	CHECK_STR(test_envelope(msg, NULL),
 		  "(NIL NIL NIL NIL NIL ((NIL NIL \"g\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)");
+	mail_message_free(&msg);
+	/* The group's ';' comes when the list is full (a fuzzer find). */
+	msg = parse_limited("Cc: a@x, g: b@x;, c@x\r\n\r\n", 3);
+	CHECK_STR(test_envelope(msg, NULL),
+		  "(NIL NIL NIL NIL NIL NIL ((NIL NIL \"a\" \"x\")(NIL NIL \"g\" NIL)"
+		  "(NIL NIL \"b\" \"x\")(NIL NIL NIL NIL)) NIL NIL NIL)");
+	CHECK(msg->flags & MAIL_MSG_LIMITED);
 	mail_message_free(&msg);
 	lim.max_addresses = 0;
 	msg = test_parse(pn_buf_rptr(&b), pn_buf_len(&b), &lim);
