@@ -65,6 +65,53 @@ static void check_part(const struct mail_part *p, size_t lo, size_t hi)
 		abort();
 }
 
+/* An IMAP value: balanced parentheses outside strings, quoted strings
+ * with only \" and \\ escapes and no 8-bit/CR/LF, literals of the
+ * length they announce. */
+static void check_imap_value(const uint8_t *p, size_t len)
+{
+	long depth = 0;
+	size_t i = 0;
+	while (i < len) {
+		uint8_t c = p[i];
+		if (c == '(') {
+			depth++;
+			i++;
+		} else if (c == ')') {
+			if (--depth < 0)
+				abort();
+			i++;
+		} else if (c == '"') {
+			for (i++; i < len && p[i] != '"'; i++) {
+				if (p[i] >= 0x80 || p[i] == '\r' || p[i] == '\n' || p[i] == 0)
+					abort();
+				if (p[i] == '\\') {
+					i++;
+					if (i >= len || (p[i] != '"' && p[i] != '\\'))
+						abort();
+				}
+			}
+			if (i >= len)
+				abort();
+			i++;
+		} else if (c == '{') {
+			size_t n = 0;
+			for (i++; i < len && p[i] >= '0' && p[i] <= '9'; i++)
+				n = n * 10 + (size_t)(p[i] - '0');
+			if (i + 3 > len || p[i] != '}' || p[i + 1] != '\r' || p[i + 2] != '\n')
+				abort();
+			i += 3;
+			if (n > len - i || memchr(p + i, 0, n) != NULL)
+				abort();
+			i += n;
+		} else {
+			i++;
+		}
+	}
+	if (depth != 0)
+		abort();
+}
+
 static void sections(const struct mail_message *msg, struct pn_buf *out)
 {
 	static const char *const specs[] = {
@@ -151,6 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    mail_bodystructure_write(msg, &out, true) < 0 ||
 	    mail_bodystructure_write(msg, &out, false) < 0)
 		abort();
+	check_imap_value(pn_buf_rptr(&out), pn_buf_len(&out));
 	sections(msg, &out);
 	search(msg);
 	pn_buf_reset(&out);
