@@ -1041,10 +1041,6 @@ static void cmd_auth(struct smtp_session *s, const char *p, const char *end)
 		reply_error(s, "503 5.5.1 Already authenticated");
 		return;
 	}
-	if (s->in_tx) {
-		reply_error(s, "503 5.5.1 AUTH not allowed during a mail transaction");
-		return;
-	}
 	if (!auth_offered(s)) {
 		reply_error(s, "538 5.7.11 Encryption required for requested "
 			       "authentication mechanism");
@@ -1213,8 +1209,10 @@ static int step_line(struct smtp_session *s)
 	if (lf == NULL) {
 		if (len < limit)
 			return 0;
-		explicit_bzero(p, len);
-		pn_buf_consume(&s->in, len);
+		/* No LF in the first limit bytes: drop them and the rest of
+		 * the line up to its LF, wherever that comes. */
+		explicit_bzero(p, limit);
+		pn_buf_consume(&s->in, limit);
 		s->skip_line = true;
 		s->sasl = SASL_NONE;
 		s->st = ST_COMMAND;
