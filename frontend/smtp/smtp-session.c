@@ -841,11 +841,12 @@ static void cmd_bdat(struct smtp_session *s, const char *p, const char *end)
 static int step_data(struct smtp_session *s)
 {
 	size_t len = pn_buf_len(&s->in), used, olen;
-	const uint8_t *p = pn_buf_rptr(&s->in);
+	const uint8_t *p;
 	bool end;
 
 	if (len == 0)
 		return 0;
+	p = pn_buf_rptr(&s->in);
 	if (s->too_big) {
 		used = smtp_data_decode(&s->dec, p, len, NULL, &olen, &end);
 	} else if (len + 1 <= s->max_size - s->body_len) {
@@ -878,10 +879,11 @@ static int step_bdat(struct smtp_session *s)
 {
 	if (s->bdat_remaining > 0) {
 		size_t len = pn_buf_len(&s->in);
-		const uint8_t *p = pn_buf_rptr(&s->in);
+		const uint8_t *p;
 
 		if (len == 0)
 			return 0;
+		p = pn_buf_rptr(&s->in);
 		if (len > s->bdat_remaining)
 			len = (size_t)s->bdat_remaining;
 		if (!s->bdat_discard) {
@@ -1184,13 +1186,15 @@ static bool is_auth_line(const struct smtp_session *s, const uint8_t *p, size_t 
 static int step_line(struct smtp_session *s)
 {
 	size_t len = pn_buf_len(&s->in);
-	uint8_t *p = (uint8_t *)pn_buf_rptr(&s->in);
+	uint8_t *p;
 	const uint8_t *lf;
 	size_t limit, n, ll;
 	bool auth;
 
 	if (len == 0)
 		return 0;
+	/* (the buffer may be unallocated when empty: no pointer before this) */
+	p = (uint8_t *)pn_buf_rptr(&s->in);
 	if (s->skip_line) {
 		lf = memchr(p, '\n', len);
 		if (lf == NULL) {
