@@ -771,7 +771,7 @@ static void cmd_data(struct smtp_session *s, size_t arg_len)
 		reply_error(s, "503 5.5.1 Need MAIL before DATA");
 		return;
 	}
-	if (s->msg_started) {
+	if (s->msg_started || s->bdat_tx_failed) {
 		reply_error(s, "503 5.5.1 DATA not allowed after BDAT");
 		return;
 	}

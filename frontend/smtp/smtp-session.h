@@ -76,14 +76,15 @@
  *   550 5.1.1 unknown user      550 5.2.1 mailbox disabled
  *   550 5.6.0 message with a bare CR or LF, or a line over max_data_line
  *   552 5.3.4 too big (SIZE= at MAIL, or the data itself)
- *   552 5.2.2 over quota at delivery
  *   553 5.7.1 sender not owned by the account (submission), null sender on
  *             submission      553 5.6.7 UTF-8 address without SMTPUTF8
  *   554 5.7.1 relaying denied      554 5.5.1 no valid recipients at DATA
  *   555 5.5.4 unknown or repeated MAIL / RCPT parameter
+ *   552 5.2.2 / 553 5.7.1 (From: header) / 554 5.0.0 from DELIVER results
  * Errors that count toward max_errors: unknown or malformed commands, bad
- * sequence, too long lines, failed AUTH, unknown / disabled / relay-denied
- * recipients. Not counted: too many recipients, temporary failures, quota,
+ * sequence, too long lines, failed AUTH, a sender the account does not own,
+ * unknown / disabled / relay-denied recipients. Not counted: too many
+ * recipients, a too big SIZE=, temporary failures, quota, refused messages,
  * delivery results.
  *
  * DATA. The content rules and the smuggling defence are those of
@@ -351,8 +352,9 @@ int smtp_session_deliver_result(struct smtp_session *s,
 int smtp_session_tls_started(struct smtp_session *s, const struct smtp_tls_info *info);
 
 /* Asks the session to say goodbye (see enum smtp_shutdown_reason); the 421
- * and CLOSE come out of next(). If a request is outstanding, they follow
- * its result's reply. */
+ * and CLOSE come out of next(). If a request or the TLS handshake is
+ * outstanding, they follow its result (a daemon that gives up on a
+ * handshake simply closes). */
 void smtp_session_shutdown(struct smtp_session *s, enum smtp_shutdown_reason reason);
 
 #endif

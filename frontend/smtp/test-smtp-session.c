@@ -960,8 +960,10 @@ PN_TEST(test_bdat_errors)
 	EXPECT(&h, "BDAT 0 LAST\r\n", "503 5.5.1 Need MAIL before BDAT\r\n");
 	EXPECT(&h, "MAIL FROM:<a@b.example>\r\n", "250 2.1.0 Ok\r\n");
 	EXPECT(&h, "BDAT 6\r\nQUIT\r\n", "554 5.5.1 No valid recipients\r\n");
-	/* later chunks of the failed transaction are dropped too */
+	/* later chunks of the failed transaction are dropped too, and DATA
+	 * may not take over */
 	EXPECT(&h, "RCPT TO:<c@example.test>\r\n", "250 2.1.5 Ok\r\n");
+	EXPECT(&h, "DATA\r\n", "503 5.5.1 DATA not allowed after BDAT\r\n");
 	EXPECT(&h, "BDAT 3 LAST\r\nabc", "554 5.5.1 No valid recipients\r\n");
 	EXPECT(&h, "RCPT TO:<c@example.test>\r\n", "503 5.5.1 Need MAIL before RCPT\r\n");
 	/* too big: read and dropped, then every chunk after it */
