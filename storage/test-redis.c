@@ -402,8 +402,8 @@ struct sessions_res {
 	bool done;
 	enum store_status status;
 	size_t count;
-	char fields[4][64];
-	char users[4][64];
+	char fields[4][256];
+	char users[4][STORE_ADDRESS_MAX + 1];
 	bool stale[4];
 };
 
