@@ -1467,6 +1467,11 @@ bool store_pgpool_ready(const struct store_pgpool *pool)
 	return pool != NULL && count_state(pool, state_live) > 0;
 }
 
+const char *store_pgpool_last_error(const struct store_pgpool *pool)
+{
+	return pool->down ? pool->last_error : "";
+}
+
 static bool state_pinned(enum conn_state s)
 {
 	return s == CONN_PINNED;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define MSG_MAX 160
 #define CHAN_BUCKETS 256
@@ -43,6 +44,7 @@ struct rcmd {
 	store_redis_cb *cb;
 	void *ctx;
 	uint64_t deadline;
+	uint64_t t0_us;
 	bool timed_out;
 	enum store_status fail_status;
 	char fail_msg[MSG_MAX];
@@ -159,6 +161,13 @@ static void cmd_finish(struct store_redis *r, struct rcmd *cmd, enum store_statu
 		r->stats.temporary++;
 	else
 		r->stats.permanent++;
+	if (r->set.observe != NULL) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		r->set.observe(r->set.observe_ctx, st, (uint64_t)ts.tv_sec * 1000000u +
+			       (uint64_t)ts.tv_nsec / 1000u - cmd->t0_us);
+	}
 	one_line(line, sizeof(line), st == STORE_OK ? "" : msg);
 	if (st != STORE_OK && line[0] == '\0')
 		snprintf(line, sizeof(line), "Redis error");
@@ -666,6 +675,12 @@ int store_redis_command(struct store_redis *r, store_redis_cb *cb, void *ctx,
 	cmd->rc = rc;
 	cmd->cb = cb;
 	cmd->ctx = ctx;
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		cmd->t0_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	}
 	r->stats.commands++;
 	if (rc->ac == NULL || rc->down) {
 		char msg[MSG_MAX + 32];
@@ -699,6 +714,11 @@ int store_redis_command(struct store_redis *r, store_redis_cb *cb, void *ctx,
 bool store_redis_ready(const struct store_redis *r)
 {
 	return r != NULL && r->cmd.state == RC_UP;
+}
+
+const char *store_redis_last_error(const struct store_redis *r)
+{
+	return r->cmd.down ? r->cmd.last_error : "";
 }
 
 void store_redis_get_stats(const struct store_redis *r, struct store_redis_stats *stats_r)

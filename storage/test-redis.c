@@ -16,10 +16,20 @@ static const char *host;
 static int port;
 static uint64_t test_acct;		/* a per-run account id so runs do not collide */
 
+static int observed[3];
+
+static void observe(void *ctx, enum store_status st, uint64_t usec)
+{
+	(void)ctx;
+	(void)usec;
+	observed[-st]++;
+}
+
 static struct store_redis *new_client(struct pn_loop *loop)
 {
 	struct store_redis_settings set = {
 		.host = host, .port = port, .backoff_min_ms = 50, .backoff_max_ms = 300,
+		.observe = observe,
 	};
 	const char *error;
 	struct store_redis *r = store_redis_new(loop, &set, &error);
@@ -169,6 +179,9 @@ PN_TEST(test_commands)
 	errno = 0;
 	CHECK_INT(store_redis_command(r, cmd_cb, &x, 0, NULL, NULL), -1);
 	CHECK_INT(errno, EINVAL);
+	/* the observe hook saw every command: 104 ok, 1 WRONGTYPE */
+	CHECK_INT(observed[0], 104);
+	CHECK_INT(observed[2], 1);
 	store_redis_free(&r);
 	CHECK(r == NULL);
 	pn_loop_free(&loop);
@@ -587,6 +600,7 @@ PN_TEST(test_server_absent)
 	CHECK(st_now_ms() - t0 < 100);
 	store_redis_get_stats(r, &st);
 	CHECK(st.connect_failures >= 1);
+	CHECK(strstr(store_redis_last_error(r), "refused") != NULL);
 	store_redis_free(&r);
 	/* names are refused: hiredis would resolve them synchronously */
 	set.host = "localhost";

@@ -53,6 +53,10 @@ struct store_redis_settings {
 	unsigned int backoff_min_ms;	/* default 100 */
 	unsigned int backoff_max_ms;	/* default 5000 */
 	unsigned int max_pending;	/* commands in flight; default 1024 */
+	/* Called for every finished command with its outcome and round-trip
+	 * time in microseconds (e.g. store_metrics_redis_observe); optional. */
+	void (*observe)(void *ctx, enum store_status status, uint64_t usec);
+	void *observe_ctx;
 };
 
 /* reply: the reply on STORE_OK (never an error reply), the error reply for
@@ -79,6 +83,9 @@ int store_redis_command(struct store_redis *r, store_redis_cb *cb, void *ctx,
 
 /* Readiness: the command connection is up. */
 bool store_redis_ready(const struct store_redis *r);
+/* Why the last connect attempt failed ("" if none since the last
+ * success), for the /readyz detail. */
+const char *store_redis_last_error(const struct store_redis *r);
 
 enum store_redis_sub_event {
 	STORE_REDIS_SUB_READY,
