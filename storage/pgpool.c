@@ -1014,6 +1014,13 @@ static void pool_dispatch(struct store_pgpool *pool)
 		struct pg_req *req = pool->qhead;
 
 		queue_remove(pool, req);
+		if (req->deadline <= now_ms(pool)) {
+			/* expired in the queue: do not spend a connection on it */
+			pool->stats.timeouts++;
+			req_defer(pool, req, STORE_TEMPORARY,
+				  "timeout waiting for a PostgreSQL connection");
+			continue;
+		}
 		conn_send(c, req);
 	}
 	pool_maintain(pool);

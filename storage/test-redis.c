@@ -608,6 +608,46 @@ PN_TEST(test_server_absent)
 	pn_loop_free(&loop);
 }
 
+/* AUTH goes first on each connection; a refused one is a failed connect
+ * attempt. The harness' Redis has no password: its default user accepts
+ * any password in the ACL form and refuses the legacy one. */
+PN_TEST(test_auth)
+{
+	struct pn_loop *loop = pn_loop_new(NULL, NULL);
+	struct store_redis_settings set = {
+		.host = host, .port = port, .username = "default", .password = "secret",
+		.backoff_min_ms = 50, .backoff_max_ms = 200,
+	};
+	const char *error, *ping[] = { "PING" };
+	struct store_redis *r = store_redis_new(loop, &set, &error);
+	struct cmdres x = { 0 };
+
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	/* sent before the connection is up: queued behind AUTH */
+	CHECK_INT(store_redis_command(r, cmd_cb, &x, 1, ping, NULL), 0);
+	CHECK(st_run_until(loop, &x.done, 3000));
+	CHECK_INT(x.status, STORE_OK);
+	CHECK_STR(x.str, "PONG");
+	store_redis_free(&r);
+
+	set.username = NULL;
+	r = store_redis_new(loop, &set, &error);
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	st_run_for(loop, 200);
+	CHECK(!store_redis_ready(r) || strstr(store_redis_last_error(r), "AUTH") != NULL);
+	memset(&x, 0, sizeof(x));
+	CHECK_INT(store_redis_command(r, cmd_cb, &x, 1, ping, NULL), 0);
+	CHECK(st_run_until(loop, &x.done, 3000));
+	CHECK_INT(x.status, STORE_TEMPORARY);
+	CHECK(strstr(store_redis_last_error(r), "AUTH refused") != NULL);
+	store_redis_free(&r);
+	pn_loop_free(&loop);
+}
+
 int pn_test_failures_;
 
 int main(void)
@@ -620,6 +660,7 @@ int main(void)
 		PN_TEST_CASE(test_sessions),
 		PN_TEST_CASE(test_nodes),
 		PN_TEST_CASE(test_server_absent),
+		PN_TEST_CASE(test_auth),
 	};
 
 	host = getenv("POSTERN_REDIS_HOST");

@@ -18,8 +18,11 @@
  * ESHUTDOWN while freeing) means no callback. Callbacks may submit new
  * commands; they may not free the client.
  *
+ * A refused AUTH counts as a failed connect attempt (backoff, and the
+ * reply's text in store_redis_last_error()).
+ *
  * Error replies: "-LOADING", "-BUSY", "-TRYAGAIN", "-MASTERDOWN",
- * "-READONLY", "-CLUSTERDOWN", "-NOREPLICAS" are temporary, others
+ * "-READONLY", "-CLUSTERDOWN", "-NOREPLICAS", "-NOAUTH" are temporary, others
  * (WRONGTYPE, ERR ...) permanent.
  *
  * Pub/sub: store_redis_subscribe() returns a subscription handle; several
@@ -48,6 +51,10 @@ struct store_redis_sub;
 struct store_redis_settings {
 	const char *host;		/* numeric address or "/unix/socket" */
 	int port;
+	/* AUTH sent first on every connection when password is set (with
+	 * username: the Redis 6 ACL form); NULL for none. Copied. */
+	const char *username;
+	const char *password;
 	unsigned int connect_timeout_ms; /* default 2000 */
 	unsigned int command_timeout_ms; /* default 2000 */
 	unsigned int backoff_min_ms;	/* default 100 */
