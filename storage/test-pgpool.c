@@ -483,7 +483,7 @@ PN_TEST(test_server_absent)
 	CHECK(st_run_until(loop, &y.done, 1000));
 	CHECK_INT(y.status, STORE_TEMPORARY);
 	CHECK(strstr(y.error, "unavailable") != NULL);
-	CHECK(y.at - t0 < 100);
+	CHECK(y.at - t0 < 300);
 	CHECK(strstr(store_pgpool_last_error(pool), "refused") != NULL);
 	/* it keeps retrying with backoff */
 	st_run_for(loop, 400);
