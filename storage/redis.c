@@ -68,6 +68,7 @@ struct rconn {
 	unsigned int npending;
 	struct rcmd *dhead, *dtail;	/* deferred failures */
 	bool auth_failed;		/* AUTH refused: a failed attempt */
+	bool authing;			/* connected, AUTH reply pending */
 	bool ready_pending;		/* READY events to deliver */
 	bool lost_pending;		/* LOST events to deliver */
 	char last_error[MSG_MAX];
@@ -319,6 +320,7 @@ static void ev_cleanup(void *privdata)
 	rc->ac = NULL;
 	rc->want = rc->polled = 0;
 	rc->deadline = 0;
+	rc->authing = false;
 	if (rc->auth_failed) {
 		rc->auth_failed = false;
 		rc->state = RC_CONNECTING; /* count it as a failed attempt */
@@ -361,6 +363,8 @@ static void rc_up(struct rconn *rc)
 	struct store_redis *r = rc->r;
 
 	rc->backoff_ms = r->set.backoff_min_ms;
+	rc->authing = false;
+	rc->deadline = 0;
 	if (rc->down)
 		pn_info("event=%s_up", rc->what);
 	rc->down = false;
@@ -376,9 +380,12 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		return; /* hiredis frees the context next: ev_cleanup */
 	rc->state = RC_UP;
-	rc->deadline = 0;
-	if (r->password == NULL)
+	if (r->password == NULL) {
 		rc_up(rc);
+	} else {
+		/* the connect deadline runs on until AUTH is answered */
+		rc->authing = true;
+	}
 	if (rc->is_sub)
 		sub_send_new(r);
 }
@@ -546,7 +553,12 @@ static void rc_on_timer(void *ctx)
 			snprintf(rc->last_error, sizeof(rc->last_error), "connect timeout");
 			drop = true;
 		} else if (rc->state == RC_UP && rc->deadline != 0 && rc->deadline <= now) {
-			drop = true; /* a poll could not be armed */
+			/* AUTH unanswered, or a poll that could not be armed */
+			if (rc->authing) {
+				snprintf(rc->last_error, sizeof(rc->last_error), "AUTH timeout");
+				rc->auth_failed = true;
+			}
+			drop = true;
 		} else if (rc->phead != NULL && rc->phead->deadline <= now) {
 			for (cmd = rc->phead; cmd != NULL && cmd->deadline <= now; cmd = cmd->next) {
 				cmd->timed_out = true;
