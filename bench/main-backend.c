@@ -189,7 +189,8 @@ static void bk_on_recv(void *ctx, const uint8_t *data, ssize_t len)
 			/* process what is in line as fresh input */
 			struct pn_buf rest = c->line;
 			pn_buf_init(&c->line, LINE_MAX_LEN);
-			bk_on_recv(c, pn_buf_rptr(&rest), (ssize_t)pn_buf_len(&rest));
+			if (pn_buf_len(&rest) > 0)
+				bk_on_recv(c, pn_buf_rptr(&rest), (ssize_t)pn_buf_len(&rest));
 			pn_buf_free(&rest);
 			return;
 		}
