@@ -79,7 +79,7 @@ struct conn {
 	char tag[64];
 	uint64_t nsend;
 	uint64_t t_unit, t_step, t_connect, deadline;
-	bool unit_fresh, eof, held, ran;
+	bool unit_fresh, unit_open, eof, held;
 	uint64_t stream_send_left, stream_recv_left;
 	unsigned int chunk;
 };
@@ -182,6 +182,7 @@ static void record_label(struct conn *c, int label, uint64_t start)
 static void unit_done(struct conn *c)
 {
 	struct thread *t = c->t;
+	c->unit_open = false;
 	if (recording(t)) {
 		t->r->units++;
 		bn_hist_record(&t->r->unit, since(c->t_unit));
@@ -203,6 +204,7 @@ static enum unit_go unit_begin(struct conn *c)
 		return UB_STOP;
 	uint64_t now = now_ns();
 	c->unit_fresh = true;
+	c->unit_open = true;
 	if (cfg->mode == BN_MODE_OPEN) {
 		uint64_t intended = t->next_intended;
 		t->next_intended += t->interval_ns;
@@ -323,6 +325,12 @@ static void conn_error(struct conn *c, enum bn_err kind, const char *fmt, ...)
 		close_sock(c);
 		conn_done(c);
 		return;
+	}
+	if (c->unit_open) {
+		/* a failed unit still counts towards --count, or a run with
+		 * errors would never end */
+		c->unit_open = false;
+		atomic_fetch_add_explicit(&t->sh->units_done, 1, memory_order_relaxed);
 	}
 	if (recording(t) || t->cfg->mode == BN_MODE_IDLE) {
 		t->r->errors[kind]++;
