@@ -1264,7 +1264,7 @@ struct mail_throttle *mail_throttle_new(struct pn_loop *loop, struct store_redis
 					   pick(set->auth_address.refuse_after, 30) };
 	t->auth[SC_ACCOUNT] = (struct limit){ pick(set->auth_account.delay_after, 3),
 					      pick(set->auth_account.refuse_after, 10) };
-	t->auth[SC_TENANT] = (struct limit){ pick(set->auth_tenant.delay_after, 100),
+	t->auth[SC_TENANT] = (struct limit){ pick(set->auth_tenant.delay_after, 1000),
 					     pick(set->auth_tenant.refuse_after, MAIL_THROTTLE_OFF) };
 	t->delay_base_ms = pick(set->auth_delay_base_ms, 500);
 	t->delay_max_ms = pick(set->auth_delay_max_ms, 15000);

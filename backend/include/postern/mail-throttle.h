@@ -22,8 +22,10 @@
  * delay_after failures the answer comes at once; from delay_after on it is
  * delayed by delay_base_ms doubled for every further failure, capped at
  * delay_max_ms; the failure that reaches refuse_after starts a refusal
- * lasting cooling_ms. A failure counts for window_ms after the last
- * failure of its scope. A success resets the account's counter only (not
+ * lasting cooling_ms. Failures count until window_ms pass without a new
+ * one in that scope, so after the cooling period answers are delayed
+ * again and the next failure refuses again. Refused attempts are not
+ * verified and not counted. A success resets the account's counter only (not
  * the address's, not the tenant's), so a password guessed from many
  * addresses is still caught by the account's counter.
  *
@@ -79,9 +81,9 @@ struct mail_throttle_settings {
 	const char *node;
 
 	/* Authentication failures. Defaults: address 5/30, account 3/10,
-	 * tenant 100/0 (tenant-wide delays only: a tenant-wide refusal would
-	 * let one attacker lock out every user of a tenant; set it to have
-	 * one). */
+	 * tenant 1000/off (tenant-wide delays only, and late: every user of
+	 * the tenant pays them, and a tenant-wide refusal would let one
+	 * attacker lock out a whole tenant; size them to the tenant). */
 	struct mail_throttle_auth_limit auth_address, auth_account, auth_tenant;
 	unsigned int auth_delay_base_ms;	/* default 500 */
 	unsigned int auth_delay_max_ms;		/* default 15000 */
@@ -177,8 +179,10 @@ void mail_throttle_metrics_free(struct mail_throttle_metrics **m);
 struct mail_throttle *mail_throttle_new(struct pn_loop *loop, struct store_redis *redis,
 					const struct mail_throttle_settings *set,
 					const char **error_r);
-/* Every session must have been closed. Requests still in flight are
- * dropped without their callbacks. Sets *t NULL. Not from a callback. */
+/* Requests still in flight are dropped without their callbacks. Sessions
+ * still open are forgotten without giving their slots back: they expire
+ * with their leases, as after a crash (close them first on a clean
+ * shutdown). Sets *t NULL. Not from a callback. */
 void mail_throttle_free(struct mail_throttle **t);
 
 /* Before verifying a password. who->address required. */
