@@ -1,7 +1,8 @@
 /* Tests of the cluster-wide protection module (postern/mail-throttle.h)
  * against the harness' Redis: failure thresholds, growing and capped
  * delays, refusal and its cooling period, a success resetting only the
- * account's counter, one account guessed from many addresses, two
+ * account's counter, one account guessed from many addresses, failures
+ * adding up per tenant, two
  * instances (two frontend nodes: separate loops and Redis connections)
  * sharing failure counts and session slots, leases of a vanished node
  * expiring, tenant session and message limits, and Redis stopped (per-node
@@ -382,6 +383,38 @@ PN_TEST(test_many_addresses)
 	node_down(&a);
 }
 
+/* Failures of different accounts from different addresses add up in
+ * their tenant's counter when the tenant scope is on. */
+PN_TEST(test_tenant_failures)
+{
+	struct mail_throttle_settings set = base_settings("fe-a");
+	struct node a;
+	char ip[32];
+	uint64_t tenant = fresh_id();
+	struct mail_throttle_verdict v;
+
+	set.auth_tenant = (struct mail_throttle_auth_limit){ .delay_after = 3, .refuse_after = 6 };
+	if (!node_up(&a, "fe-a", &set))
+		return;
+	for (int i = 0; i < 3; i++)
+		result(&a, fresh_ip(ip, sizeof(ip)), fresh_id(), tenant, false);
+	v = check(&a, fresh_ip(ip, sizeof(ip)), fresh_id(), tenant);
+	CHECK(!v.refuse);
+	CHECK_INT(v.kind, MAIL_THROTTLE_AUTH_TENANT);
+	CHECK_INT(v.delay_ms, 100);
+	/* another tenant is not affected */
+	v = check(&a, ip, fresh_id(), fresh_id());
+	CHECK_INT(v.delay_ms, 0);
+	for (int i = 0; i < 3; i++)
+		v = result(&a, fresh_ip(ip, sizeof(ip)), fresh_id(), tenant, false);
+	CHECK(v.refuse);
+	v = check(&a, fresh_ip(ip, sizeof(ip)), fresh_id(), tenant);
+	CHECK(v.refuse);
+	CHECK_INT(v.kind, MAIL_THROTTLE_AUTH_TENANT);
+	CHECK_STR(v.reason, "Too many failed logins for this tenant");
+	node_down(&a);
+}
+
 /* Failures on node A count on node B and the other way round. */
 PN_TEST(test_two_nodes_share_failures)
 {
@@ -728,6 +761,7 @@ int main(void)
 		PN_TEST_CASE(test_thresholds),
 		PN_TEST_CASE(test_success_resets_account_only),
 		PN_TEST_CASE(test_many_addresses),
+		PN_TEST_CASE(test_tenant_failures),
 		PN_TEST_CASE(test_two_nodes_share_failures),
 		PN_TEST_CASE(test_sessions_across_nodes),
 		PN_TEST_CASE(test_tenant_limits),
