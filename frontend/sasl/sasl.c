@@ -39,7 +39,7 @@ const struct sasl_mech *sasl_mech_find(const char *name, size_t len)
 	return NULL;
 }
 
-int sasl_mech_list(char *buf, size_t size, const char *prefix)
+int sasl_mech_list(char *buf, size_t size, const char *prefix, bool plaintext_ok)
 {
 	size_t plen = strlen(prefix), o = 0;
 
@@ -47,12 +47,14 @@ int sasl_mech_list(char *buf, size_t size, const char *prefix)
 		return -1;
 	for (size_t i = 0; sasl_mechanisms[i] != NULL; i++) {
 		const char *n = sasl_mechanisms[i]->name;
-		size_t nlen = strlen(n), need = (i > 0 ? 1 : 0) + plen + nlen;
+		size_t nlen = strlen(n), need = (o > 0 ? 1 : 0) + plen + nlen;
+		if (sasl_mechanisms[i]->plaintext && !plaintext_ok)
+			continue;
 		if (need >= size - o) {
 			buf[0] = '\0';
 			return -1;
 		}
-		if (i > 0)
+		if (o > 0)
 			buf[o++] = ' ';
 		memcpy(buf + o, prefix, plen);
 		o += plen;

@@ -40,9 +40,9 @@
  * Using it from the IMAP engine (AUTHENTICATE, RFC 3501 section 6.2.2 and
  * RFC 9051 section 6.2.2, with SASL-IR, RFC 4959):
  * - CAPABILITY: "SASL-IR" and, for each mechanism in sasl_mechanisms[],
- *   "AUTH=<name>" (sasl_mech_list(buf, size, "AUTH=")). Under plaintext
- *   without a trusted listener leave out the mechanisms whose
- *   sasl_mech_plaintext() is true and announce LOGINDISABLED instead
+ *   "AUTH=<name>" (sasl_mech_list(buf, size, "AUTH=", plaintext_ok)). Under
+ *   plaintext without a trusted listener (plaintext_ok false) the
+ *   plaintext mechanisms are left out; announce LOGINDISABLED instead
  *   (RFC 3501 section 6.2.3); refuse AUTHENTICATE with one of them by
  *   "tag NO [PRIVACYREQUIRED]" (RFC 5530) without starting an exchange.
  * - "tag AUTHENTICATE mech [SP initial-response]": the mechanism is an atom;
@@ -116,9 +116,10 @@ bool sasl_mech_plaintext(const struct sasl_mech *mech);
 const struct sasl_mech *sasl_mech_find(const char *name, size_t len);
 /* Writes the names of sasl_mechanisms[] into buf as a NUL-terminated,
  * space-separated list, each name preceded by prefix ("" -> "PLAIN LOGIN",
- * "AUTH=" -> "AUTH=PLAIN AUTH=LOGIN"). Returns the length, or -1 (buf
+ * "AUTH=" -> "AUTH=PLAIN AUTH=LOGIN"), leaving out the plaintext ones
+ * unless plaintext_ok. Returns the length (0: none to offer), or -1 (buf
  * holds "") if size is too small. */
-int sasl_mech_list(char *buf, size_t size, const char *prefix);
+int sasl_mech_list(char *buf, size_t size, const char *prefix, bool plaintext_ok);
 
 enum sasl_status {
 	SASL_CHALLENGE,

@@ -66,17 +66,20 @@ PN_TEST(test_table)
 	CHECK(sasl_mechanisms[1] == &sasl_mech_login);
 	CHECK(sasl_mechanisms[2] == NULL);
 
-	CHECK_INT(sasl_mech_list(buf, sizeof(buf), ""), 11);
+	CHECK_INT(sasl_mech_list(buf, sizeof(buf), "", true), 11);
 	CHECK_STR(buf, "PLAIN LOGIN");
-	CHECK_INT(sasl_mech_list(buf, sizeof(buf), "AUTH="), 21);
+	CHECK_INT(sasl_mech_list(buf, sizeof(buf), "AUTH=", true), 21);
 	CHECK_STR(buf, "AUTH=PLAIN AUTH=LOGIN");
-	CHECK_INT(sasl_mech_list(buf, 12, ""), 11);
+	CHECK_INT(sasl_mech_list(buf, 12, "", true), 11);
 	CHECK_STR(buf, "PLAIN LOGIN");
-	CHECK_INT(sasl_mech_list(buf, 11, ""), -1);
+	CHECK_INT(sasl_mech_list(buf, 11, "", true), -1);
 	CHECK_STR(buf, "");
-	CHECK_INT(sasl_mech_list(buf, 3, ""), -1);
+	CHECK_INT(sasl_mech_list(buf, 3, "", true), -1);
 	CHECK_STR(buf, "");
-	CHECK_INT(sasl_mech_list(buf, 0, ""), -1);
+	CHECK_INT(sasl_mech_list(buf, 0, "", true), -1);
+	/* Without plaintext: none of ours. */
+	CHECK_INT(sasl_mech_list(buf, sizeof(buf), "AUTH=", false), 0);
+	CHECK_STR(buf, "");
 }
 
 PN_TEST(test_plain)
