@@ -502,7 +502,7 @@ static const struct sasl_settings pop3_sasl_settings = {
 };
 
 /* Carries out a result of the SASL exchange (RFC 5034 section 4). */
-static void sasl_result(struct pop3_session *s, const struct sasl_result *res)
+static void sasl_reply(struct pop3_session *s, const struct sasl_result *res)
 {
 	switch (res->status) {
 	case SASL_CHALLENGE:
@@ -577,7 +577,7 @@ static void cmd_auth(struct pop3_session *s, struct cmd_args *a)
 	}
 	sasl_start(&pop3_sasl_settings, a->v[0], strlen(a->v[0]), a->n == 2 ? a->v[1] : NULL,
 		   a->n == 2 ? strlen(a->v[1]) : 0, &s->sasl, &res);
-	sasl_result(s, &res);
+	sasl_reply(s, &res);
 }
 
 /* ---- TRANSACTION commands (RFC 1939 section 5, 7) ---- */
@@ -884,7 +884,7 @@ static bool input_step(struct pop3_session *s)
 			reply_err(s, true, "Invalid base64 data.");
 		} else {
 			sasl_step(&s->sasl, s->line, n, &res);
-			sasl_result(s, &res);
+			sasl_reply(s, &res);
 		}
 	} else if (bad) {
 		s->commands++;

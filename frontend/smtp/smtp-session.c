@@ -920,7 +920,7 @@ static int step_bdat(struct smtp_session *s)
 static const struct sasl_settings smtp_sasl_settings = { .markers_anywhere = true };
 
 /* Carries out a result of the SASL exchange. */
-static void sasl_result(struct smtp_session *s, const struct sasl_result *res)
+static void sasl_reply(struct smtp_session *s, const struct sasl_result *res)
 {
 	s->st = ST_COMMAND;
 	switch (res->status) {
@@ -995,7 +995,7 @@ static void cmd_auth(struct smtp_session *s, const char *p, const char *end)
 	}
 	sasl_start(&smtp_sasl_settings, p, mech_len, ir, ir != NULL ? (size_t)(end - ir) : 0,
 		   &s->sasl, &res);
-	sasl_result(s, &res);
+	sasl_reply(s, &res);
 }
 
 /* ---- command lines ---------------------------------------------------- */
@@ -1163,7 +1163,7 @@ static int step_line(struct smtp_session *s)
 		} else if (s->st == ST_SASL) {
 			struct sasl_result res;
 			sasl_step(&s->sasl, (const char *)p, ll, &res);
-			sasl_result(s, &res);
+			sasl_reply(s, &res);
 		} else {
 			run_command(s, (const char *)p, ll);
 		}
