@@ -42,19 +42,24 @@
  * - CAPABILITY: "SASL-IR" and, for each mechanism in sasl_mechanisms[],
  *   "AUTH=<name>" (sasl_mech_list(buf, size, "AUTH=", plaintext_ok)). Under
  *   plaintext without a trusted listener (plaintext_ok false) the
- *   plaintext mechanisms are left out; announce LOGINDISABLED instead
- *   (RFC 3501 section 6.2.3); refuse AUTHENTICATE with one of them by
- *   "tag NO [PRIVACYREQUIRED]" (RFC 5530) without starting an exchange.
+ *   plaintext mechanisms are left out (and, for the LOGIN command,
+ *   LOGINDISABLED is announced, RFC 3501 section 6.2.3); refuse
+ *   AUTHENTICATE with one of them (sasl_mech_find() then
+ *   sasl_mech_plaintext()) by "tag NO [PRIVACYREQUIRED]" (RFC 5530)
+ *   without starting an exchange.
  * - "tag AUTHENTICATE mech [SP initial-response]": the mechanism is an atom;
  *   the initial response, when present, is passed as is (the layer turns
  *   "=" into an empty response). Call sasl_start(set, mech, mech_len,
  *   ir or NULL, ir_len, &ex, &res). Bound the command line so that an
  *   initial response with 255-octet fields fits (the base64 of 767 octets
- *   is 1024 characters; SMTP allows 12288 octets, RFC 4954 section 4).
+ *   is 1024 characters, plus the tag and "AUTHENTICATE PLAIN "; SMTP
+ *   allows 12288 octets, RFC 4954 section 4).
  * - SASL_CHALLENGE: send "+ " challenge_b64 CRLF (RFC 3501 section 7.5,
  *   continue-req = "+" SP base64 CRLF), then read the next line raw: it is
- *   a base64 response, not a command (no tag, no literals, no atom rules),
- *   bounded like the command line; strip CRLF and call sasl_step(&ex, line,
+ *   a base64 response, not a command (no tag, no literals, no atom rules:
+ *   the engine takes it from its input itself, not through the command
+ *   parser), bounded like the command line, wiped from the input buffer
+ *   after use; strip CRLF and call sasl_step(&ex, line,
  *   len, &res). A line that is too long: sasl_exchange_free(&ex) and
  *   "tag BAD" (the exchange is over).
  * - SASL_ERROR: SASL_ERR_CANCELLED -> "tag BAD Authentication cancelled"
