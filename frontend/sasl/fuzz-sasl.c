@@ -15,6 +15,7 @@
 #include "sasl-private.h"
 
 #include "postern/base64.h"
+#include "postern/mail-decode.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +69,9 @@ static void check_result(enum sasl_status st, const struct sasl_result *res,
 		if (mech == &sasl_mech_login) {
 			check(res->creds.authzid_len == 0);
 		} else {
-			check(sasl_utf8_valid((const uint8_t *)res->creds.authzid, res->creds.authzid_len));
-			check(sasl_utf8_valid((const uint8_t *)res->creds.authcid, res->creds.authcid_len));
-			check(sasl_utf8_valid((const uint8_t *)res->creds.password,
+			check(mail_utf8_valid((const uint8_t *)res->creds.authzid, res->creds.authzid_len));
+			check(mail_utf8_valid((const uint8_t *)res->creds.authcid, res->creds.authcid_len));
+			check(mail_utf8_valid((const uint8_t *)res->creds.password,
 					      res->creds.password_len));
 		}
 		break;

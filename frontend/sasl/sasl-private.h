@@ -43,7 +43,7 @@ struct sasl_exchange {
 
 /* Copies data[0..len) into the exchange as field f (not NONE) after
  * checking it (see sasl.h: lengths, NUL, control characters, and UTF-8
- * if utf8). Returns 0, or -1 with *error_r set to a static message. */
+ * as RFC 3629 section 4 defines it, by mail_utf8_valid(), if utf8). Returns 0, or -1 with *error_r set to a static message. */
 int sasl_take_field(struct sasl_exchange *ex, enum sasl_field f, const uint8_t *data,
 		    size_t len, bool utf8, const char **error_r);
 
@@ -53,9 +53,5 @@ enum sasl_status sasl_challenge(struct sasl_exchange *ex, const char *challenge,
 enum sasl_status sasl_done(struct sasl_exchange *ex, struct sasl_result *res_r);
 enum sasl_status sasl_malformed(struct sasl_exchange *ex, enum sasl_field f, const char *text,
 				struct sasl_result *res_r);
-
-/* RFC 3629 section 4: p[0..len) is well-formed UTF-8 (no overlong forms,
- * no surrogates, nothing above U+10FFFF). */
-bool sasl_utf8_valid(const uint8_t *p, size_t len);
 
 #endif

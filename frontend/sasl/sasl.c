@@ -7,6 +7,7 @@
 #include "sasl-private.h"
 
 #include "postern/base64.h"
+#include "postern/mail-decode.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -120,55 +121,6 @@ enum sasl_status sasl_malformed(struct sasl_exchange *ex, enum sasl_field f, con
 
 /* ---- field checks ---- */
 
-bool sasl_utf8_valid(const uint8_t *p, size_t len)
-{
-	/* RFC 3629 section 4:
-	 *   UTF8-2 = %xC2-DF UTF8-tail
-	 *   UTF8-3 = %xE0 %xA0-BF UTF8-tail / %xE1-EC 2( UTF8-tail ) /
-	 *            %xED %x80-9F UTF8-tail / %xEE-EF 2( UTF8-tail )
-	 *   UTF8-4 = %xF0 %x90-BF 2( UTF8-tail ) / %xF1-F3 3( UTF8-tail ) /
-	 *            %xF4 %x80-8F 2( UTF8-tail ) */
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = p[i];
-		size_t more;
-		uint8_t lo = 0x80, hi = 0xbf;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			more = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			more = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			more = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < more)
-			return false;
-		/* The second octet has the narrowed range, the rest are tails. */
-		if (p[i + 1] < lo || p[i + 1] > hi)
-			return false;
-		for (size_t k = 2; k <= more; k++)
-			if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-				return false;
-		i += more + 1;
-	}
-	return true;
-}
-
 int sasl_take_field(struct sasl_exchange *ex, enum sasl_field f, const uint8_t *data,
 		    size_t len, bool utf8, const char **error_r)
 {
@@ -197,7 +149,7 @@ int sasl_take_field(struct sasl_exchange *ex, enum sasl_field f, const uint8_t *
 			}
 		}
 	}
-	if (utf8 && !sasl_utf8_valid(data, len)) {
+	if (utf8 && !mail_utf8_valid(data, len)) {
 		*error_r = "not UTF-8";
 		return -1;
 	}
