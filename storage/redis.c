@@ -296,7 +296,7 @@ static void ev_cleanup(void *privdata)
 	struct rconn *rc = privdata;
 	struct store_redis *r = rc->r;
 	const char *err = rc->ac != NULL && rc->ac->errstr != NULL ? rc->ac->errstr : "";
-	char line[MSG_MAX];
+	char line[MSG_MAX], q[2 * MSG_MAX];
 
 	one_line(line, sizeof(line), err[0] != '\0' ? err : "connection closed");
 	if (rc->io != PN_IO_NONE) {
@@ -311,14 +311,16 @@ static void ev_cleanup(void *privdata)
 	if (rc->state == RC_UP) {
 		r->stats.disconnects++;
 		if (!r->freeing)
-			pn_warn("event=%s_disconnect error=\"%s\"", rc->what, line);
+			pn_warn("event=%s_disconnect error=%s", rc->what,
+				pn_log_quote(q, sizeof(q), line, strlen(line)));
 		rc->retry_at = 0; /* first retry at once */
 		if (rc->is_sub)
 			subs_lost(r);
 	} else if (rc->state == RC_CONNECTING) {
 		r->stats.connect_failures++;
 		if (!rc->down && !r->freeing)
-			pn_warn("event=%s_down error=\"%s\"", rc->what, line);
+			pn_warn("event=%s_down error=%s", rc->what,
+				pn_log_quote(q, sizeof(q), line, strlen(line)));
 		rc->down = true;
 		snprintf(rc->last_error, sizeof(rc->last_error), "%s", line);
 		rc->retry_at = now_ms(r) + rc->backoff_ms / 2 +

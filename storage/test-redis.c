@@ -402,8 +402,8 @@ struct sessions_res {
 	bool done;
 	enum store_status status;
 	size_t count;
-	char fields[4][64];
-	char users[4][64];
+	char fields[4][256];
+	char users[4][STORE_ADDRESS_MAX + 1];
 	bool stale[4];
 };
 
@@ -449,7 +449,7 @@ PN_TEST(test_sessions)
 
 		store_session_key(test_acct, key, sizeof(key));
 		x = run_cmd(loop, r, 2, argv);
-		CHECK(x.integer > 0 && x.integer <= STORE_SESSION_TTL_SECS);
+		CHECK(x.integer > 0 && x.integer <= 2 * STORE_SESSION_HEARTBEAT_SECS);
 	}
 	CHECK_INT(store_rsession_list(r, test_acct, 1764268830 + 10, sessions_cb, &l), 0);
 	CHECK(st_run_until(loop, &l.done, 3000));
