@@ -374,7 +374,7 @@ void mail_delivery_cancel(struct mail_op **op)
 
 int mail_delivery_notify_format(char *buf, size_t size, uint64_t uid, uint64_t modseq)
 {
-	int n = snprintf(buf, size, "exists %" PRIu64 " %" PRIu64, uid, modseq);
+	int n = snprintf(buf, size, "v=1 modseq=%" PRIu64 " uidnext=%" PRIu64, modseq, uid + 1);
 
 	return (n < 0 || (size_t)n >= size) ? -1 : n;
 }

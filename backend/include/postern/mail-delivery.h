@@ -181,7 +181,8 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 			     mail_deliver_cb *cb, void *ctx, const char **error_r);
 
 /* The Redis change message published on a mailbox's channel
- * ({a:<account>}:mbox:<mailbox>) after a delivery: "exists <uid> <modseq>".
+ * ({a:<account>}:mbox:<mailbox>) after a delivery stored uid with modseq,
+ * in the format of docs/redis-keys.md: "v=1 modseq=<modseq> uidnext=<uid+1>".
  * Writes it into buf; returns its length or -1 if it does not fit. */
 int mail_delivery_notify_format(char *buf, size_t size, uint64_t uid, uint64_t modseq);
 
