@@ -98,8 +98,9 @@ static const char usage_text[] =
 "\n"
 "SIZE: bytes or with a unit B K M G T (powers of 1024); 0 or 'unlimited'\n"
 "means no limit. Prefer --password-stdin: arguments are visible to ps.\n"
-"PostgreSQL: --pg or POSTERN_PG_DSN (a libpq connection string or URI; libpq's\n"
-"PG* variables when neither is set). Redis: --redis or POSTERN_REDIS_HOST\n"
+"PostgreSQL: --pg or POSTERN_PG_DSN (a libpq connection string or URI), else\n"
+"POSTERN_PG_HOST, _PORT, _USER, _DBNAME, _PASSWORD, else libpq's PG* variables.\n"
+"Redis: --redis or POSTERN_REDIS_HOST\n"
 "(a host or a socket path) and POSTERN_REDIS_PORT (default 127.0.0.1:6379).\n"
 "Exit status: 0 done, 1 failed (nothing changed), 2 bad command line.\n";
 
@@ -281,11 +282,44 @@ static const char *fmt_count(char *buf, size_t size, int64_t v)
 
 /* ---- connection settings ---- */
 
+/* Appends " key='value'" (libpq conninfo quoting) when variable env is set. */
+static void conninfo_add(char *buf, size_t size, const char *key, const char *env)
+{
+	const char *v = getenv(env);
+	size_t len = strlen(buf);
+	int n;
+
+	if (v == NULL || v[0] == '\0')
+		return;
+	n = snprintf(buf + len, size - len, " %s='", key);
+	if (n < 0 || (size_t)n >= size - len)
+		return;
+	len += (size_t)n;
+	for (; *v != '\0' && len + 3 < size; v++) {
+		if (*v == '\'' || *v == '\\')
+			buf[len++] = '\\';
+		buf[len++] = *v;
+	}
+	buf[len++] = '\'';
+	buf[len] = '\0';
+}
+
+/* --pg, else POSTERN_PG_DSN, else POSTERN_PG_HOST/PORT/USER/DBNAME/PASSWORD,
+ * else libpq's own PG* defaults. */
 static int pg_open(struct cli *c)
 {
 	const char *dsn = c->val[OPT_PG] != NULL ? c->val[OPT_PG] : getenv("POSTERN_PG_DSN");
+	char built[1024] = "";
 	const char *error = NULL;
 
+	if (dsn == NULL || dsn[0] == '\0') {
+		conninfo_add(built, sizeof(built), "host", "POSTERN_PG_HOST");
+		conninfo_add(built, sizeof(built), "port", "POSTERN_PG_PORT");
+		conninfo_add(built, sizeof(built), "user", "POSTERN_PG_USER");
+		conninfo_add(built, sizeof(built), "dbname", "POSTERN_PG_DBNAME");
+		conninfo_add(built, sizeof(built), "password", "POSTERN_PG_PASSWORD");
+		dsn = built;
+	}
 	if (store_pg_connect(dsn, &c->pg, &error) < 0)
 		return fail("%s", error);
 	return 0;
