@@ -1,0 +1,77 @@
+/* Storage clients of a frontend thread (PostgreSQL pool) and the readiness
+ * checks derived from them; see fe-backend.h.
+ */
+#include "fe-backend.h"
+
+#include "postern/log.h"
+
+#include "fe-node.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void pg_observe(void *ctx, enum store_status status, uint64_t usec)
+{
+	struct fe_backend *b = ctx;
+
+	fe_metrics_storage(&b->thread->node->metrics, "postgres", "query", status == STORE_OK,
+			   (double)usec / 1e6);
+}
+
+int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
+		   struct fe_backend **backend_r, const char **error_r)
+{
+	struct fe_backend *b = calloc(1, sizeof(*b));
+
+	if (b == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	b->thread = th;
+	if (cfg->pg_dsn != NULL && cfg->pg_dsn[0] != '\0') {
+		struct store_pgpool_settings ps = {
+			.dsn = cfg->pg_dsn,
+			.min_conns = 1,
+			.max_conns = (unsigned int)cfg->pg_connections,
+			.query_timeout_ms = (unsigned int)cfg->pg_timeout_ms,
+			.connect_timeout_ms = (unsigned int)cfg->pg_timeout_ms,
+			.observe = pg_observe,
+			.observe_ctx = b,
+		};
+		b->pg = store_pgpool_new(th->loop, &ps, error_r);
+		if (b->pg == NULL) {
+			free(b);
+			return -1;
+		}
+	}
+	*backend_r = b;
+	return 0;
+}
+
+void fe_backend_free(struct fe_backend **backend)
+{
+	struct fe_backend *b = *backend;
+
+	if (b == NULL)
+		return;
+	store_pgpool_free(&b->pg);
+	free(b);
+	*backend = NULL;
+}
+
+bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
+			     struct pn_admin_checks *checks)
+{
+	struct fe_metrics *m = b != NULL ? &b->thread->node->metrics : NULL;
+	bool pg_ok = b != NULL && b->pg != NULL && store_pgpool_ready(b->pg);
+
+	if (b == NULL)
+		pn_admin_check(checks, "postgres", false, "not started");
+	else if (b->pg == NULL)
+		pn_admin_check(checks, "postgres", false, "pg_dsn is not set");
+	else
+		pn_admin_check(checks, "postgres", pg_ok, pg_ok ? NULL : "no live connection");
+	if (m != NULL)
+		pn_gauge_set(pn_metric_series(m->postgres_up, NULL), pg_ok ? 1 : 0);
+	return pg_ok;
+}

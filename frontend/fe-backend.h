@@ -1,0 +1,41 @@
+/* The storage clients of one frontend thread: the PostgreSQL pool (and the
+ * Redis client once wired), created on the thread's loop, plus the readiness
+ * checks /readyz reports from them.
+ *
+ * Readiness is judged from thread 0's clients: every thread talks to the
+ * same servers, and thread 0 is where /readyz runs (its pool can be read
+ * without locking).
+ */
+#ifndef FE_BACKEND_H
+#define FE_BACKEND_H
+
+#include <stdbool.h>
+
+#include "postern/admin.h"
+#include "postern/store-pgpool.h"
+
+#include "fe-config.h"
+
+struct fe_thread;
+
+struct fe_backend {
+	struct fe_thread *thread;
+	struct store_pgpool *pg;	/* NULL when pg_dsn is empty */
+};
+
+/* Creates the thread's clients on its loop (connections are opened in the
+ * background; a server that is down is not an error). Returns 0, or -1 with
+ * *error_r (bad settings, no memory). */
+int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
+		   struct fe_backend **backend_r, const char **error_r);
+/* Closes everything (pending callbacks fail first); sets *backend NULL.
+ * On the thread's loop thread, not from a storage callback. */
+void fe_backend_free(struct fe_backend **backend);
+
+/* Adds the "postgres" and "redis" checks to a /readyz answer and returns
+ * whether the node is ready as far as storage goes. backend may be NULL
+ * (not started yet: not ready). */
+bool fe_backend_ready_checks(struct fe_backend *backend, const struct fe_config *cfg,
+			     struct pn_admin_checks *checks);
+
+#endif
