@@ -356,9 +356,37 @@ PN_TEST(test_rcpt_tempfail)
 	d2 = mail_delivery_new(&ds, &error);
 	CHECK(d2 != NULL);
 	if (d2 != NULL) {
+		const char *rcpts[] = { "alice@ex.test", "bob@ex.test" };
+		struct mail_deliver_request req = {
+			.mail_from = "s@remote.example", .rcpts = rcpts, .rcpt_count = 2,
+			.message = (const uint8_t *)"Subject: t\r\n\r\nt\r\n", .message_len = 16,
+		};
+		struct deliver_res dr = { 0 };
+
 		CHECK(mail_rcpt_check(d2, "alice@ex.test", 0, false, rcpt_cb, &r, &error) != NULL);
 		CHECK(run_until(&r.done, 5000));
 		CHECK_INT(r.info.status, MAIL_RCPT_TEMPFAIL);
+		/* a delivery: every recipient 451, nothing claimed */
+		CHECK(mail_deliver(d2, &req, deliver_cb, &dr, &error) != NULL);
+		CHECK(run_until(&dr.done, 5000));
+		CHECK_INT(dr.count, 2);
+		CHECK_INT(dr.r[0].status, MAIL_DELIVER_TEMPFAIL);
+		CHECK_INT(dr.r[1].status, MAIL_DELIVER_TEMPFAIL);
+		CHECK(dr.error[0] != '\0');
+		/* the same from a submission (the sender check fails first) */
+		memset(&dr, 0, sizeof(dr));
+		req.account_id = (uint64_t)id_alice;
+		CHECK(mail_deliver(d2, &req, deliver_cb, &dr, &error) != NULL);
+		CHECK(run_until(&dr.done, 5000));
+		CHECK_INT(dr.r[0].status, MAIL_DELIVER_TEMPFAIL);
+		{
+			struct sender_res sr = { .st = MAIL_SENDER_OK };
+
+			CHECK(mail_sender_check(d2, (uint64_t)id_alice, "alice@ex.test", sender_cb,
+						&sr, &error) != NULL);
+			CHECK(run_until(&sr.done, 5000));
+			CHECK_INT(sr.st, MAIL_SENDER_TEMPFAIL);
+		}
 		CHECK_INT(mail_delivery_busy(d2), 0);
 		mail_delivery_free(&d2);
 		CHECK(d2 == NULL);
@@ -711,6 +739,33 @@ PN_TEST(test_notification)
 	store_redis_unsubscribe(&sub);
 }
 
+/* Two copies of one message delivered at the same moment to the same
+ * mailbox (a client retrying while its first attempt is still being
+ * stored): both acknowledged, one stored. */
+PN_TEST(test_duplicate_race)
+{
+	const char *rcpts[] = { "bob@ex.test" };
+	const char *msg = "From: r@remote.example\r\nMessage-ID: <race@remote.example>\r\n"
+			  "Subject: race\r\n\r\nrace\r\n";
+	struct mail_deliver_request req = {
+		.mail_from = "r@remote.example", .rcpts = rcpts, .rcpt_count = 1,
+		.message = (const uint8_t *)msg, .message_len = strlen(msg),
+	};
+	struct deliver_res a = { 0 }, b = { 0 };
+	const char *error = NULL;
+
+	CHECK(mail_deliver(dlv, &req, deliver_cb, &a, &error) != NULL);
+	CHECK(mail_deliver(dlv, &req, deliver_cb, &b, &error) != NULL);
+	CHECK(run_until(&a.done, 10000));
+	CHECK(run_until(&b.done, 10000));
+	CHECK_INT(a.r[0].status, MAIL_DELIVER_OK);
+	CHECK_INT(b.r[0].status, MAIL_DELIVER_OK);
+	CHECK_INT(a.r[0].stored + b.r[0].stored, 1);
+	CHECK_INT(a.r[0].duplicates + b.r[0].duplicates, 1);
+	CHECK_INT(qi1("SELECT count(*) FROM messages WHERE account_id = $1"
+		      " AND message_id = '<race@remote.example>'", id_bob), 1);
+}
+
 PN_TEST(test_cancel)
 {
 	const char *rcpts[] = { "bob@ex.test" };
@@ -750,6 +805,7 @@ int main(void)
 		PN_TEST_CASE(test_mx_refusals),
 		PN_TEST_CASE(test_submission),
 		PN_TEST_CASE(test_notification),
+		PN_TEST_CASE(test_duplicate_race),
 		PN_TEST_CASE(test_cancel),
 	};
 	struct store_pgpool_settings ps = { .max_conns = 2, .query_timeout_ms = 5000 };
