@@ -1014,6 +1014,13 @@ static void pool_dispatch(struct store_pgpool *pool)
 		struct pg_req *req = pool->qhead;
 
 		queue_remove(pool, req);
+		if (req->deadline <= now_ms(pool)) {
+			/* expired in the queue: do not spend a connection on it */
+			pool->stats.timeouts++;
+			req_defer(pool, req, STORE_TEMPORARY,
+				  "timeout waiting for a PostgreSQL connection");
+			continue;
+		}
 		conn_send(c, req);
 	}
 	pool_maintain(pool);
@@ -1465,6 +1472,11 @@ bool store_pgtx_failed(const struct store_pgtx *tx)
 bool store_pgpool_ready(const struct store_pgpool *pool)
 {
 	return pool != NULL && count_state(pool, state_live) > 0;
+}
+
+const char *store_pgpool_last_error(const struct store_pgpool *pool)
+{
+	return pool->down ? pool->last_error : "";
 }
 
 static bool state_pinned(enum conn_state s)
