@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1468,8 +1469,12 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 	}
 	/* HEADROOM bytes for our header lines, then the message with CRLF
 	 * line ends (a normalized message can at most double). */
-	if (req->message_len > (SIZE_MAX - HEADROOM) / 2)
-		goto nomem;
+	/* bytea parameters are int-sized (and PostgreSQL stops at 1 GiB) */
+	if (req->message_len > ((size_t)INT_MAX - HEADROOM) / 2) {
+		*error_r = "mail_deliver: message too big";
+		op_free(op);
+		return NULL;
+	}
 	pn_buf_init(&op->body, HEADROOM + 2 * req->message_len + 1);
 	if (pn_buf_reserve(&op->body, HEADROOM) == NULL)
 		goto nomem;
