@@ -11,6 +11,9 @@ swaks) against a running postern-frontend and the harness' PostgreSQL:
   - STARTTLS command injection: commands sent in the same packet after
     STARTTLS are not executed
   - LMTP with good and bad recipients: one reply per accepted recipient
+  - the frontend killed (SIGKILL) in the middle of DATA and just after the
+    final dot: nothing partial is visible, nothing acknowledged is lost, and
+    the client's retry does not produce a second copy (duplicate guard)
 
 The frontend runs with its own listeners on free loopback ports, one
 thread, plaintext AUTH allowed from no network, and a private schema
@@ -162,12 +165,20 @@ class SmtpTest(unittest.TestCase):
         if os.environ.get("POSTERN_REDIS_HOST") and os.environ.get("POSTERN_REDIS_PORT"):
             sets["redis_host"] = os.environ["POSTERN_REDIS_HOST"]
             sets["redis_port"] = os.environ["POSTERN_REDIS_PORT"]
-        argv = [cls.frontend]
+        cls.argv = [cls.frontend]
         for k, v in sets.items():
-            argv += ["--set", "%s=%s" % (k, v)]
+            cls.argv += ["--set", "%s=%s" % (k, v)]
+        cls.log = open(os.path.join(cls.tmp, "frontend.log"), "a")
+        greeting = cls.spawn()
+        if not greeting.startswith(b"220"):
+            raise unittest.SkipTest("SMTP not served by postern-frontend: %r" % greeting[:80])
+
+    @classmethod
+    def spawn(cls):
+        """Starts the frontend; returns its SMTP greeting."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
-        cls.log = open(os.path.join(cls.tmp, "frontend.log"), "w")
-        cls.proc = subprocess.Popen(argv, stdout=cls.log, stderr=subprocess.STDOUT, env=env)
+        cls.proc = subprocess.Popen(cls.argv, stdout=cls.log, stderr=subprocess.STDOUT,
+                                    env=env)
         deadline = time.time() + 15
         greeting = b""
         while time.time() < deadline:
@@ -179,8 +190,7 @@ class SmtpTest(unittest.TestCase):
                 if cls.proc.poll() is not None:
                     raise AssertionError("postern-frontend exited: see %s" % cls.log.name)
                 time.sleep(0.1)
-        if not greeting.startswith(b"220"):
-            raise unittest.SkipTest("SMTP not served by postern-frontend: %r" % greeting[:80])
+        return greeting
 
     # ---- helpers ----
 
@@ -316,6 +326,55 @@ class SmtpTest(unittest.TestCase):
             self.assertTrue(r.startswith(b"503") or r.startswith(b"530"), r)
             tls.sendall(b"QUIT\r\n")
             read_reply(tls, buf)
+
+    def count(self, message_id):
+        return int(self.psql("SELECT count(*) FROM messages WHERE message_id = '%s'"
+                             % message_id))
+
+    def kill_and_restart(self):
+        self.proc.kill()
+        self.proc.wait()
+        type(self).proc = None
+        self.assertTrue(self.spawn().startswith(b"220"))
+
+    def test_kill_during_data(self):
+        """SIGKILL in the middle of DATA: nothing visible. SIGKILL right
+        after the final dot: at most one copy, and the client's retry
+        (it saw no reply) leaves exactly one."""
+        msg = self.message("<kill-1@remote.example>")
+        head = (b"EHLO client.example\r\nMAIL FROM:<far@remote.example>\r\n"
+                b"RCPT TO:<demo@example.test>\r\nDATA\r\n")
+        with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=10) as s:
+            r, buf = read_reply(s)
+            s.sendall(head)
+            for _ in range(4):
+                r, buf = read_reply(s, buf)
+            self.assertTrue(r.startswith(b"354"), r)
+            s.sendall(msg[:len(msg) // 2])
+            time.sleep(0.2)
+            self.kill_and_restart()
+        self.assertEqual(self.count("<kill-1@remote.example>"), 0)
+
+        with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=10) as s:
+            r, buf = read_reply(s)
+            s.sendall(head)
+            for _ in range(4):
+                r, buf = read_reply(s, buf)
+            self.assertTrue(r.startswith(b"354"), r)
+            s.sendall(msg + b".\r\n")
+            self.kill_and_restart()
+        self.assertIn(self.count("<kill-1@remote.example>"), (0, 1))
+        # the retry
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=10) as s:
+            self.assertEqual(s.sendmail("far@remote.example", ["demo@example.test"], msg), {})
+        self.assertEqual(self.count("<kill-1@remote.example>"), 1)
+        # acknowledged, then killed: still there
+        msg2 = self.message("<kill-2@remote.example>")
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=10) as s:
+            self.assertEqual(s.sendmail("far@remote.example", ["demo@example.test"], msg2), {})
+            self.kill_and_restart()
+        self.assertEqual(self.count("<kill-2@remote.example>"), 1)
+        self.assert_stored("<kill-2@remote.example>", msg2)
 
     def test_lmtp_mixed_recipients(self):
         with socket.create_connection(("127.0.0.1", self.ports["lmtp"]), timeout=10) as s:
