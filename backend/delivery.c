@@ -85,7 +85,8 @@ static const char sql_sender[] =
 	"SELECT ac.tenant_id, coalesce((SELECT bool_and(lower(ac.address) IN (f.a, f.b)"
 	"  OR EXISTS (SELECT 1 FROM aliases al WHERE lower(al.source) IN (f.a, f.b)"
 	"    AND lower(al.destination) = lower(ac.address)))"
-	"  FROM unnest($2::text[], $3::text[]) AS f (a, b)), false)"
+	"  FROM (SELECT lower(x.a) AS a, lower(x.b) AS b"
+	"   FROM unnest($2::text[], $3::text[]) AS x (a, b)) AS f), false)"
 	" FROM accounts ac WHERE ac.id = $1::bigint";
 
 /* Locks the target mailboxes in the schema's lock order. */
