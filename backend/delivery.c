@@ -1377,30 +1377,23 @@ static void resolve_done(void *ctx, struct store_pg_reply *reply)
 	tx_begin(op);
 }
 
-static void resolve_submit(struct mail_op *op)
+/* Submits the resolution of every recipient. Returns 0, or -1 (nothing
+ * submitted). */
+static int resolve_query(struct mail_op *op)
 {
 	struct pn_buf arr;
 	const char *values[1];
 	struct store_pg_query q = { .stmt = op->d->st_resolve, .nparams = 1, .values = values };
+	int ret;
 
 	pn_buf_init(&arr, (size_t)(2 * MAIL_DELIVERY_ADDRESS_MAX + 4) *
 		    (MAIL_DELIVERY_MAX_RCPTS + 1));
-	if (array_text(&arr, op->rcpts, op->nrcpt) < 0) {
-		pn_buf_free(&arr);
-		set_error(op, "recipient list too long", NULL);
-		rcpts_fail(op, MAIL_DELIVER_PERMFAIL);
-		deliver_finish(op);
-		return;
-	}
+	ret = array_text(&arr, op->rcpts, op->nrcpt);
 	values[0] = (const char *)pn_buf_rptr(&arr);
-	if (store_pgpool_query(op->d->pool, &q, resolve_done, op) < 0) {
-		pn_buf_free(&arr);
-		set_error(op, "resolve not submitted", NULL);
-		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
-		return;
-	}
+	if (ret == 0)
+		ret = store_pgpool_query(op->d->pool, &q, resolve_done, op);
 	pn_buf_free(&arr);
+	return ret;
 }
 
 static void from_check_done(void *ctx, struct store_pg_reply *reply)
@@ -1420,7 +1413,11 @@ static void from_check_done(void *ctx, struct store_pg_reply *reply)
 		return;
 	}
 	op->sender_tenant = col_u64(reply->res, 0, 0);
-	resolve_submit(op);
+	if (resolve_query(op) < 0) {
+		set_error(op, "resolve not submitted", NULL);
+		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
+		deliver_finish(op);
+	}
 }
 
 struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_request *req,
@@ -1498,26 +1495,10 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 		}
 		return op;
 	}
-	{
-		/* resolve_submit() reports its own failures through the
-		 * callback, which must not run inside this call: submit the
-		 * query here instead. */
-		struct pn_buf arr;
-		const char *values[1];
-		struct store_pg_query q = { .stmt = d->st_resolve, .nparams = 1, .values = values };
-		int ret;
-
-		pn_buf_init(&arr, (size_t)(2 * MAIL_DELIVERY_ADDRESS_MAX + 4) *
-			    (MAIL_DELIVERY_MAX_RCPTS + 1));
-		ret = array_text(&arr, op->rcpts, op->nrcpt);
-		values[0] = (const char *)pn_buf_rptr(&arr);
-		if (ret < 0 || store_pgpool_query(d->pool, &q, resolve_done, op) < 0) {
-			pn_buf_free(&arr);
-			*error_r = "recipient resolution not submitted";
-			op_free(op);
-			return NULL;
-		}
-		pn_buf_free(&arr);
+	if (resolve_query(op) < 0) {
+		*error_r = "recipient resolution not submitted";
+		op_free(op);
+		return NULL;
 	}
 	return op;
 nomem:
