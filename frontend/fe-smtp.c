@@ -203,11 +203,33 @@ static void auth_wipe(struct fe_smtp *f)
 	}
 }
 
+/* A yescrypt hash of a random string, made once (on a worker): an unknown
+ * user's password is checked against it, so that the answer takes as long
+ * as for a real account and the timing does not tell which users exist. */
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char dummy_hash[STORE_PASSWORD_HASH_MAX];
+
+static void dummy_init(void)
+{
+	const char *error = NULL;
+
+	if (store_password_hash("postern-no-such-user", dummy_hash, sizeof(dummy_hash),
+				&error) < 0)
+		dummy_hash[0] = '\0';
+}
+
 static void auth_work(void *ctx)
 {
 	struct fe_smtp *f = ctx;
 	const char *error = NULL;
 
+	if (f->auth_hash == NULL) {
+		(void)pthread_once(&dummy_once, dummy_init);
+		if (dummy_hash[0] != '\0')
+			(void)store_password_verify(dummy_hash, f->auth_password, &error);
+		f->auth_verdict = 0;
+		return;
+	}
 	f->auth_verdict = store_password_verify(f->auth_hash, f->auth_password, &error);
 }
 
@@ -241,9 +263,12 @@ static void auth_row(void *ctx, struct store_pg_reply *reply)
 	}
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 2) ||
 	    PQgetvalue(res, 0, 3)[0] != 't') {
-		/* unknown, no password or disabled: the same answer */
+		/* unknown, no password or disabled: the same answer, after
+		 * the same work (auth_work() with no hash) */
 		f->auth_verdict = 0;
-		auth_done(f);
+		if (f->auth_pool == NULL ||
+		    pn_workpool_submit(f->auth_pool, f->loop, auth_work, auth_done, f) < 0)
+			auth_done(f);
 		return;
 	}
 	f->auth_account = strtoull(PQgetvalue(res, 0, 0), NULL, 10);

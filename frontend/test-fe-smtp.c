@@ -351,6 +351,8 @@ PN_TEST(test_submission)
 	/* wrong password, then the right one ("\0alice@ex.test\0secret") */
 	say(fd, "AUTH PLAIN AGFsaWNlQGV4LnRlc3QAd3Jvbmc=\r\n");
 	EXPECT(fd, "535 5.7.8");
+	say(fd, "AUTH PLAIN AG5vYm9keUBleC50ZXN0AHNlY3JldA==\r\n");	/* unknown user */
+	EXPECT(fd, "535 5.7.8");
 	say(fd, "AUTH PLAIN AGFsaWNlQGV4LnRlc3QAc2VjcmV0\r\n");
 	EXPECT(fd, "235 2.7.0");
 	say(fd, "MAIL FROM:<bob@ex.test>\r\n");
