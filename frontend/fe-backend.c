@@ -1,5 +1,5 @@
-/* Storage clients of a frontend thread (PostgreSQL pool) and the readiness
- * checks derived from them; see fe-backend.h.
+/* Storage clients of a frontend thread (PostgreSQL pool, Redis client) and
+ * the readiness checks derived from them; see fe-backend.h.
  */
 #include "fe-backend.h"
 
@@ -7,6 +7,7 @@
 
 #include "fe-node.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,20 @@ int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 			return -1;
 		}
 	}
+	if (cfg->redis_host != NULL && cfg->redis_host[0] != '\0') {
+		struct store_redis_settings rs = {
+			.host = cfg->redis_host,
+			.port = (int)cfg->redis_port,
+			.connect_timeout_ms = (unsigned int)cfg->redis_timeout_ms,
+			.command_timeout_ms = (unsigned int)cfg->redis_timeout_ms,
+		};
+		b->redis = store_redis_new(th->loop, &rs, error_r);
+		if (b->redis == NULL) {
+			store_pgpool_free(&b->pg);
+			free(b);
+			return -1;
+		}
+	}
 	*backend_r = b;
 	return 0;
 }
@@ -54,6 +69,7 @@ void fe_backend_free(struct fe_backend **backend)
 
 	if (b == NULL)
 		return;
+	store_redis_free(&b->redis);
 	store_pgpool_free(&b->pg);
 	free(b);
 	*backend = NULL;
@@ -73,5 +89,29 @@ bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
 		pn_admin_check(checks, "postgres", pg_ok, pg_ok ? NULL : "no live connection");
 	if (m != NULL)
 		pn_gauge_set(pn_metric_series(m->postgres_up, NULL), pg_ok ? 1 : 0);
+
+	bool redis_ok = b != NULL && b->redis != NULL && store_redis_ready(b->redis);
+	const char *detail = NULL;
+
+	if (b == NULL)
+		detail = "not started";
+	else if (b->redis == NULL)
+		detail = "redis_host is not set";
+	else if (!redis_ok)
+		detail = "unreachable";
+	if (m != NULL)
+		pn_gauge_set(pn_metric_series(m->redis_up, NULL), redis_ok ? 1 : 0);
+	if (redis_ok) {
+		pn_admin_check(checks, "redis", true, NULL);
+	} else if (cfg->readyz_requires_redis) {
+		pn_admin_check(checks, "redis", false, detail);
+		return false;
+	} else {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "degraded: %s (maildrop locks and counters are per node)",
+			 detail);
+		pn_admin_check(checks, "redis", true, msg);
+	}
 	return pg_ok;
 }
