@@ -514,7 +514,7 @@ static bool state_connecting(enum conn_state s)
 static void conn_attempt_failed(struct pg_conn *c, const char *why)
 {
 	struct store_pgpool *pool = c->pool;
-	char line[MSG_MAX];
+	char line[MSG_MAX], q[2 * MSG_MAX];
 
 	one_line(line, sizeof(line), why);
 	conn_close(c);
@@ -530,7 +530,8 @@ static void conn_attempt_failed(struct pg_conn *c, const char *why)
 		char msg[MSG_MAX + 32];
 
 		if (!pool->down)
-			pn_warn("event=pg_down error=\"%s\"", line);
+			pn_warn("event=pg_down error=%s",
+				pn_log_quote(q, sizeof(q), line, strlen(line)));
 		pool->down = true;
 		snprintf(msg, sizeof(msg), "PostgreSQL unavailable: %s", line);
 		queue_fail_all(pool, msg);
@@ -710,7 +711,7 @@ static void conn_lost(struct pg_conn *c, const char *why)
 	struct pg_req *req = c->req;
 	struct store_pgtx *tx = c->tx;
 	bool was_live = state_live(c->state);
-	char line[MSG_MAX];
+	char line[MSG_MAX], q[2 * MSG_MAX];
 	char msg[MSG_MAX + 64];
 
 	one_line(line, sizeof(line), why);
@@ -729,7 +730,8 @@ static void conn_lost(struct pg_conn *c, const char *why)
 	conn_close(c);
 	if (was_live) {
 		pool->stats.disconnects++;
-		pn_warn("event=pg_disconnect error=\"%s\"", line);
+		pn_warn("event=pg_disconnect error=%s",
+			pn_log_quote(q, sizeof(q), line, strlen(line)));
 	}
 	if (req != NULL) {
 		if (req->kind == REQ_COMMIT)
@@ -1012,6 +1014,13 @@ static void pool_dispatch(struct store_pgpool *pool)
 		struct pg_req *req = pool->qhead;
 
 		queue_remove(pool, req);
+		if (req->deadline <= now_ms(pool)) {
+			/* expired in the queue: do not spend a connection on it */
+			pool->stats.timeouts++;
+			req_defer(pool, req, STORE_TEMPORARY,
+				  "timeout waiting for a PostgreSQL connection");
+			continue;
+		}
 		conn_send(c, req);
 	}
 	pool_maintain(pool);
@@ -1463,6 +1472,11 @@ bool store_pgtx_failed(const struct store_pgtx *tx)
 bool store_pgpool_ready(const struct store_pgpool *pool)
 {
 	return pool != NULL && count_state(pool, state_live) > 0;
+}
+
+const char *store_pgpool_last_error(const struct store_pgpool *pool)
+{
+	return pool->down ? pool->last_error : "";
 }
 
 static bool state_pinned(enum conn_state s)

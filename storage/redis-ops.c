@@ -250,7 +250,8 @@ int store_rsession_put(struct store_redis *r, uint64_t account_id, const char *f
 		errno = EINVAL;
 		return -1;
 	}
-	snprintf(ttl, sizeof(ttl), "%d", STORE_SESSION_TTL_SECS);
+	/* docs/redis-keys.md: the hash lives two heartbeats */
+	snprintf(ttl, sizeof(ttl), "%d", 2 * STORE_SESSION_HEARTBEAT_SECS);
 	const char *argv[] = { "EVAL", lua_session_put, "1", key, field, value, ttl };
 	return op_send(r, op_new((union op_cb){ .done = cb }, ctx), done_tramp, 7, argv, NULL);
 }

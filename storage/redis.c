@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define MSG_MAX 160
 #define CHAN_BUCKETS 256
@@ -43,6 +44,7 @@ struct rcmd {
 	store_redis_cb *cb;
 	void *ctx;
 	uint64_t deadline;
+	uint64_t t0_us;
 	bool timed_out;
 	enum store_status fail_status;
 	char fail_msg[MSG_MAX];
@@ -65,6 +67,8 @@ struct rconn {
 	struct rcmd *phead, *ptail;	/* in flight, oldest first */
 	unsigned int npending;
 	struct rcmd *dhead, *dtail;	/* deferred failures */
+	bool auth_failed;		/* AUTH refused: a failed attempt */
+	bool authing;			/* connected, AUTH reply pending */
 	bool ready_pending;		/* READY events to deliver */
 	bool lost_pending;		/* LOST events to deliver */
 	char last_error[MSG_MAX];
@@ -102,6 +106,7 @@ struct store_redis {
 	bool unix_socket;
 	bool freeing;
 	uint64_t rnd;
+	char *username, *password;
 	struct rconn cmd, sub;
 	struct rchan *chans[CHAN_BUCKETS];
 	unsigned int nchans;
@@ -135,7 +140,7 @@ static enum store_status classify_error(const char *s, size_t len)
 {
 	static const char *const temporary[] = {
 		"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY",
-		"CLUSTERDOWN", "NOREPLICAS",
+		"CLUSTERDOWN", "NOREPLICAS", "NOAUTH",
 	};
 
 	for (size_t i = 0; i < sizeof(temporary) / sizeof(temporary[0]); i++) {
@@ -159,6 +164,13 @@ static void cmd_finish(struct store_redis *r, struct rcmd *cmd, enum store_statu
 		r->stats.temporary++;
 	else
 		r->stats.permanent++;
+	if (r->set.observe != NULL) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		r->set.observe(r->set.observe_ctx, st, (uint64_t)ts.tv_sec * 1000000u +
+			       (uint64_t)ts.tv_nsec / 1000u - cmd->t0_us);
+	}
 	one_line(line, sizeof(line), st == STORE_OK ? "" : msg);
 	if (st != STORE_OK && line[0] == '\0')
 		snprintf(line, sizeof(line), "Redis error");
@@ -296,7 +308,7 @@ static void ev_cleanup(void *privdata)
 	struct rconn *rc = privdata;
 	struct store_redis *r = rc->r;
 	const char *err = rc->ac != NULL && rc->ac->errstr != NULL ? rc->ac->errstr : "";
-	char line[MSG_MAX];
+	char line[MSG_MAX], q[2 * MSG_MAX];
 
 	one_line(line, sizeof(line), err[0] != '\0' ? err : "connection closed");
 	if (rc->io != PN_IO_NONE) {
@@ -308,17 +320,25 @@ static void ev_cleanup(void *privdata)
 	rc->ac = NULL;
 	rc->want = rc->polled = 0;
 	rc->deadline = 0;
+	rc->authing = false;
+	if (rc->auth_failed) {
+		rc->auth_failed = false;
+		rc->state = RC_CONNECTING; /* count it as a failed attempt */
+		snprintf(line, sizeof(line), "%s", rc->last_error);
+	}
 	if (rc->state == RC_UP) {
 		r->stats.disconnects++;
 		if (!r->freeing)
-			pn_warn("event=%s_disconnect error=\"%s\"", rc->what, line);
+			pn_warn("event=%s_disconnect error=%s", rc->what,
+				pn_log_quote(q, sizeof(q), line, strlen(line)));
 		rc->retry_at = 0; /* first retry at once */
 		if (rc->is_sub)
 			subs_lost(r);
 	} else if (rc->state == RC_CONNECTING) {
 		r->stats.connect_failures++;
 		if (!rc->down && !r->freeing)
-			pn_warn("event=%s_down error=\"%s\"", rc->what, line);
+			pn_warn("event=%s_down error=%s", rc->what,
+				pn_log_quote(q, sizeof(q), line, strlen(line)));
 		rc->down = true;
 		snprintf(rc->last_error, sizeof(rc->last_error), "%s", line);
 		rc->retry_at = now_ms(r) + rc->backoff_ms / 2 +
@@ -337,6 +357,21 @@ static void ev_cleanup(void *privdata)
 
 static void sub_send_new(struct store_redis *r);
 
+/* The connection is usable: connected, and authenticated if needed. */
+static void rc_up(struct rconn *rc)
+{
+	struct store_redis *r = rc->r;
+
+	rc->backoff_ms = r->set.backoff_min_ms;
+	rc->authing = false;
+	rc->deadline = 0;
+	if (rc->down)
+		pn_info("event=%s_up", rc->what);
+	rc->down = false;
+	rc->last_error[0] = '\0';
+	r->stats.connects++;
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
 	struct rconn *rc = ac->data;
@@ -345,14 +380,32 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		return; /* hiredis frees the context next: ev_cleanup */
 	rc->state = RC_UP;
-	rc->deadline = 0;
-	rc->backoff_ms = r->set.backoff_min_ms;
-	if (rc->down)
-		pn_info("event=%s_up", rc->what);
-	rc->down = false;
-	r->stats.connects++;
+	if (r->password == NULL) {
+		rc_up(rc);
+	} else {
+		/* the connect deadline runs on until AUTH is answered */
+		rc->authing = true;
+	}
 	if (rc->is_sub)
 		sub_send_new(r);
+}
+
+/* The AUTH reply: the first on every connection. */
+static void auth_cb(redisAsyncContext *ac, void *reply_v, void *privdata)
+{
+	struct rconn *rc = privdata;
+	redisReply *reply = reply_v;
+
+	if (reply == NULL)
+		return;
+	if (reply->type != REDIS_REPLY_ERROR) {
+		rc_up(rc);
+		return;
+	}
+	snprintf(rc->last_error, sizeof(rc->last_error), "AUTH refused: %.*s",
+		 (int)(reply->len < 100 ? reply->len : 100), reply->str);
+	rc->auth_failed = true;
+	redisAsyncFree(ac); /* after this callback; ev_cleanup */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -427,6 +480,17 @@ static void rc_connect(struct rconn *rc)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	/* arms the first write poll: connect completes when writable */
 	redisAsyncSetConnectCallback(ac, on_connect);
+	if (r->password != NULL) {
+		/* first in the output buffer, before any command of ours */
+		const char *argv[3];
+		int n = 0;
+
+		argv[n++] = "AUTH";
+		if (r->username != NULL)
+			argv[n++] = r->username;
+		argv[n++] = r->password;
+		redisAsyncCommandArgv(ac, auth_cb, rc, n, argv, NULL);
+	}
 }
 
 /* Asks the timer for the next thing this connection waits for. */
@@ -489,7 +553,12 @@ static void rc_on_timer(void *ctx)
 			snprintf(rc->last_error, sizeof(rc->last_error), "connect timeout");
 			drop = true;
 		} else if (rc->state == RC_UP && rc->deadline != 0 && rc->deadline <= now) {
-			drop = true; /* a poll could not be armed */
+			/* AUTH unanswered, or a poll that could not be armed */
+			if (rc->authing) {
+				snprintf(rc->last_error, sizeof(rc->last_error), "AUTH timeout");
+				rc->auth_failed = true;
+			}
+			drop = true;
 		} else if (rc->phead != NULL && rc->phead->deadline <= now) {
 			for (cmd = rc->phead; cmd != NULL && cmd->deadline <= now; cmd = cmd->next) {
 				cmd->timed_out = true;
@@ -591,18 +660,26 @@ struct store_redis *store_redis_new(struct pn_loop *loop,
 	if (r->set.max_pending == 0)
 		r->set.max_pending = 1024;
 	r->host = strdup(set->host);
+	r->username = set->username != NULL ? strdup(set->username) : NULL;
+	r->password = set->password != NULL ? strdup(set->password) : NULL;
 	r->unix_socket = set->host[0] == '/';
 	r->rnd = (uint64_t)(uintptr_t)r ^ pn_loop_now_ms(loop);
 	r->cmd.timer.io = r->sub.timer.io = PN_IO_NONE;
-	if (r->host == NULL || rc_init(r, &r->cmd, false) < 0 || rc_init(r, &r->sub, true) < 0) {
+	if (r->host == NULL || (set->username != NULL && r->username == NULL) ||
+	    (set->password != NULL && r->password == NULL) ||
+	    rc_init(r, &r->cmd, false) < 0 || rc_init(r, &r->sub, true) < 0) {
 		store_error(error_r, "Redis: out of memory or no loop slot");
 		store_timer_close(&r->cmd.timer);
 		store_timer_close(&r->sub.timer);
 		free(r->host);
+		free(r->username);
+		free(r->password);
 		free(r);
 		return NULL;
 	}
 	r->set.host = r->host;
+	r->set.username = r->username;
+	r->set.password = r->password;
 	rc_activate(&r->cmd);
 	return r;
 }
@@ -632,6 +709,8 @@ void store_redis_free(struct store_redis **rp)
 		}
 	}
 	free(r->host);
+	free(r->username);
+	free(r->password);
 	free(r);
 }
 
@@ -664,6 +743,12 @@ int store_redis_command(struct store_redis *r, store_redis_cb *cb, void *ctx,
 	cmd->rc = rc;
 	cmd->cb = cb;
 	cmd->ctx = ctx;
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		cmd->t0_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	}
 	r->stats.commands++;
 	if (rc->ac == NULL || rc->down) {
 		char msg[MSG_MAX + 32];
@@ -696,7 +781,12 @@ int store_redis_command(struct store_redis *r, store_redis_cb *cb, void *ctx,
 
 bool store_redis_ready(const struct store_redis *r)
 {
-	return r != NULL && r->cmd.state == RC_UP;
+	return r != NULL && r->cmd.state == RC_UP && !r->cmd.down;
+}
+
+const char *store_redis_last_error(const struct store_redis *r)
+{
+	return r->cmd.down ? r->cmd.last_error : "";
 }
 
 void store_redis_get_stats(const struct store_redis *r, struct store_redis_stats *stats_r)

@@ -16,10 +16,20 @@ static const char *host;
 static int port;
 static uint64_t test_acct;		/* a per-run account id so runs do not collide */
 
+static int observed[3];
+
+static void observe(void *ctx, enum store_status st, uint64_t usec)
+{
+	(void)ctx;
+	(void)usec;
+	observed[-st]++;
+}
+
 static struct store_redis *new_client(struct pn_loop *loop)
 {
 	struct store_redis_settings set = {
 		.host = host, .port = port, .backoff_min_ms = 50, .backoff_max_ms = 300,
+		.observe = observe,
 	};
 	const char *error;
 	struct store_redis *r = store_redis_new(loop, &set, &error);
@@ -169,6 +179,9 @@ PN_TEST(test_commands)
 	errno = 0;
 	CHECK_INT(store_redis_command(r, cmd_cb, &x, 0, NULL, NULL), -1);
 	CHECK_INT(errno, EINVAL);
+	/* the observe hook saw every command: 104 ok, 1 WRONGTYPE */
+	CHECK_INT(observed[0], 104);
+	CHECK_INT(observed[2], 1);
 	store_redis_free(&r);
 	CHECK(r == NULL);
 	pn_loop_free(&loop);
@@ -402,8 +415,8 @@ struct sessions_res {
 	bool done;
 	enum store_status status;
 	size_t count;
-	char fields[4][64];
-	char users[4][64];
+	char fields[4][256];
+	char users[4][STORE_ADDRESS_MAX + 1];
 	bool stale[4];
 };
 
@@ -449,7 +462,7 @@ PN_TEST(test_sessions)
 
 		store_session_key(test_acct, key, sizeof(key));
 		x = run_cmd(loop, r, 2, argv);
-		CHECK(x.integer > 0 && x.integer <= STORE_SESSION_TTL_SECS);
+		CHECK(x.integer > 0 && x.integer <= 2 * STORE_SESSION_HEARTBEAT_SECS);
 	}
 	CHECK_INT(store_rsession_list(r, test_acct, 1764268830 + 10, sessions_cb, &l), 0);
 	CHECK(st_run_until(loop, &l.done, 3000));
@@ -584,13 +597,54 @@ PN_TEST(test_server_absent)
 	CHECK(!x.done);
 	CHECK(st_run_until(loop, &x.done, 1000));
 	CHECK_INT(x.status, STORE_TEMPORARY);
-	CHECK(st_now_ms() - t0 < 100);
+	CHECK(st_now_ms() - t0 < 300);
 	store_redis_get_stats(r, &st);
 	CHECK(st.connect_failures >= 1);
+	CHECK(strstr(store_redis_last_error(r), "refused") != NULL);
 	store_redis_free(&r);
 	/* names are refused: hiredis would resolve them synchronously */
 	set.host = "localhost";
 	CHECK(store_redis_new(loop, &set, &error) == NULL);
+	pn_loop_free(&loop);
+}
+
+/* AUTH goes first on each connection; a refused one is a failed connect
+ * attempt. The harness' Redis has no password: its default user accepts
+ * any password in the ACL form and refuses the legacy one. */
+PN_TEST(test_auth)
+{
+	struct pn_loop *loop = pn_loop_new(NULL, NULL);
+	struct store_redis_settings set = {
+		.host = host, .port = port, .username = "default", .password = "secret",
+		.backoff_min_ms = 50, .backoff_max_ms = 200,
+	};
+	const char *error, *ping[] = { "PING" };
+	struct store_redis *r = store_redis_new(loop, &set, &error);
+	struct cmdres x = { 0 };
+
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	/* sent before the connection is up: queued behind AUTH */
+	CHECK_INT(store_redis_command(r, cmd_cb, &x, 1, ping, NULL), 0);
+	CHECK(st_run_until(loop, &x.done, 3000));
+	CHECK_INT(x.status, STORE_OK);
+	CHECK_STR(x.str, "PONG");
+	store_redis_free(&r);
+
+	set.username = NULL;
+	r = store_redis_new(loop, &set, &error);
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	st_run_for(loop, 200);
+	CHECK(!store_redis_ready(r) || strstr(store_redis_last_error(r), "AUTH") != NULL);
+	memset(&x, 0, sizeof(x));
+	CHECK_INT(store_redis_command(r, cmd_cb, &x, 1, ping, NULL), 0);
+	CHECK(st_run_until(loop, &x.done, 3000));
+	CHECK_INT(x.status, STORE_TEMPORARY);
+	CHECK(strstr(store_redis_last_error(r), "AUTH refused") != NULL);
+	store_redis_free(&r);
 	pn_loop_free(&loop);
 }
 
@@ -606,6 +660,7 @@ int main(void)
 		PN_TEST_CASE(test_sessions),
 		PN_TEST_CASE(test_nodes),
 		PN_TEST_CASE(test_server_absent),
+		PN_TEST_CASE(test_auth),
 	};
 
 	host = getenv("POSTERN_REDIS_HOST");

@@ -79,7 +79,7 @@ struct store_pgpool_settings {
 	unsigned int backoff_max_ms;	/* default 5000 */
 	/* Called for every finished request with its outcome and round-trip
 	 * time (submission to callback) in microseconds, e.g. to feed a
-	 * histogram; optional. */
+	 * histogram (store_metrics_pg_observe); optional. */
 	void (*observe)(void *ctx, enum store_status status, uint64_t usec);
 	void *observe_ctx;
 };
@@ -163,6 +163,9 @@ bool store_pgtx_failed(const struct store_pgtx *tx);
 
 /* Readiness (for /readyz): at least one connection is up. */
 bool store_pgpool_ready(const struct store_pgpool *pool);
+/* Why the last connect attempt failed ("" while not down), for the
+ * /readyz detail. */
+const char *store_pgpool_last_error(const struct store_pgpool *pool);
 
 /* Round-trip histogram bucket upper bounds in microseconds; the last
  * bucket (index STORE_PG_RTT_BUCKETS - 1) takes everything above. */

@@ -36,7 +36,8 @@ typedef void store_rop_cb(void *ctx, enum store_status status, const char *error
 /* ---- session registry (layout of postern/store-session.h) ---- */
 
 /* HSET "{a:<id>}:sessions" field=<node>/<session> value=rec, and renew the
- * hash's expiry to STORE_SESSION_TTL_SECS; at login and every heartbeat. */
+ * hash's expiry to two heartbeats (2 * STORE_SESSION_HEARTBEAT_SECS), in
+ * one script; at login and every heartbeat. */
 int store_rsession_put(struct store_redis *r, uint64_t account_id, const char *field,
 		       const struct store_session_record *rec, store_rop_cb *cb, void *ctx);
 /* HDEL the field (at logout). */

@@ -18,8 +18,11 @@
  * ESHUTDOWN while freeing) means no callback. Callbacks may submit new
  * commands; they may not free the client.
  *
+ * A refused AUTH counts as a failed connect attempt (backoff, and the
+ * reply's text in store_redis_last_error()).
+ *
  * Error replies: "-LOADING", "-BUSY", "-TRYAGAIN", "-MASTERDOWN",
- * "-READONLY", "-CLUSTERDOWN", "-NOREPLICAS" are temporary, others
+ * "-READONLY", "-CLUSTERDOWN", "-NOREPLICAS", "-NOAUTH" are temporary, others
  * (WRONGTYPE, ERR ...) permanent.
  *
  * Pub/sub: store_redis_subscribe() returns a subscription handle; several
@@ -48,11 +51,19 @@ struct store_redis_sub;
 struct store_redis_settings {
 	const char *host;		/* numeric address or "/unix/socket" */
 	int port;
+	/* AUTH sent first on every connection when password is set (with
+	 * username: the Redis 6 ACL form); NULL for none. Copied. */
+	const char *username;
+	const char *password;
 	unsigned int connect_timeout_ms; /* default 2000 */
 	unsigned int command_timeout_ms; /* default 2000 */
 	unsigned int backoff_min_ms;	/* default 100 */
 	unsigned int backoff_max_ms;	/* default 5000 */
 	unsigned int max_pending;	/* commands in flight; default 1024 */
+	/* Called for every finished command with its outcome and round-trip
+	 * time in microseconds (e.g. store_metrics_redis_observe); optional. */
+	void (*observe)(void *ctx, enum store_status status, uint64_t usec);
+	void *observe_ctx;
 };
 
 /* reply: the reply on STORE_OK (never an error reply), the error reply for
@@ -79,6 +90,9 @@ int store_redis_command(struct store_redis *r, store_redis_cb *cb, void *ctx,
 
 /* Readiness: the command connection is up. */
 bool store_redis_ready(const struct store_redis *r);
+/* Why the last connect attempt failed ("" if none since the last
+ * success), for the /readyz detail. */
+const char *store_redis_last_error(const struct store_redis *r);
 
 enum store_redis_sub_event {
 	STORE_REDIS_SUB_READY,
