@@ -4,20 +4,13 @@
 #include "fe-backend.h"
 
 #include "postern/log.h"
+#include "postern/store-metrics.h"
 
 #include "fe-node.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void pg_observe(void *ctx, enum store_status status, uint64_t usec)
-{
-	struct fe_backend *b = ctx;
-
-	fe_metrics_storage(&b->thread->node->metrics, "postgres", "query", status == STORE_OK,
-			   (double)usec / 1e6);
-}
 
 int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 		   struct fe_backend **backend_r, const char **error_r)
@@ -36,8 +29,8 @@ int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 			.max_conns = (unsigned int)cfg->pg_connections,
 			.query_timeout_ms = (unsigned int)cfg->pg_timeout_ms,
 			.connect_timeout_ms = (unsigned int)cfg->pg_timeout_ms,
-			.observe = pg_observe,
-			.observe_ctx = b,
+			.observe = store_metrics_pg_observe,
+			.observe_ctx = th->node->metrics.store,
 		};
 		b->pg = store_pgpool_new(th->loop, &ps, error_r);
 		if (b->pg == NULL) {
@@ -51,6 +44,8 @@ int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 			.port = (int)cfg->redis_port,
 			.connect_timeout_ms = (unsigned int)cfg->redis_timeout_ms,
 			.command_timeout_ms = (unsigned int)cfg->redis_timeout_ms,
+			.observe = store_metrics_redis_observe,
+			.observe_ctx = th->node->metrics.store,
 		};
 		b->redis = store_redis_new(th->loop, &rs, error_r);
 		if (b->redis == NULL) {
@@ -85,8 +80,16 @@ bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
 		pn_admin_check(checks, "postgres", false, "not started");
 	else if (b->pg == NULL)
 		pn_admin_check(checks, "postgres", false, "pg_dsn is not set");
-	else
-		pn_admin_check(checks, "postgres", pg_ok, pg_ok ? NULL : "no live connection");
+	else if (pg_ok)
+		pn_admin_check(checks, "postgres", true, NULL);
+	else {
+		const char *why = store_pgpool_last_error(b->pg);
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "no live connection%s%s", why[0] != '\0' ? ": " : "",
+			 why);
+		pn_admin_check(checks, "postgres", false, msg);
+	}
 	if (m != NULL)
 		pn_gauge_set(pn_metric_series(m->postgres_up, NULL), pg_ok ? 1 : 0);
 
@@ -98,7 +101,8 @@ bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
 	else if (b->redis == NULL)
 		detail = "redis_host is not set";
 	else if (!redis_ok)
-		detail = "unreachable";
+		detail = store_redis_last_error(b->redis)[0] != '\0' ?
+			store_redis_last_error(b->redis) : "unreachable";
 	if (m != NULL)
 		pn_gauge_set(pn_metric_series(m->redis_up, NULL), redis_ok ? 1 : 0);
 	if (redis_ok) {
