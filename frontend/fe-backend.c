@@ -70,25 +70,32 @@ void fe_backend_free(struct fe_backend **backend)
 	*backend = NULL;
 }
 
-bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
-			     struct pn_admin_checks *checks)
+static void check(struct pn_admin_checks *checks, const char *name, bool ok, const char *detail)
+{
+	if (checks != NULL)
+		pn_admin_check(checks, name, ok, detail);
+}
+
+/* checks may be NULL: the verdict (and the gauges) only. */
+static bool ready(struct fe_backend *b, const struct fe_config *cfg,
+		  struct pn_admin_checks *checks)
 {
 	struct fe_metrics *m = b != NULL ? &b->thread->node->metrics : NULL;
 	bool pg_ok = b != NULL && b->pg != NULL && store_pgpool_ready(b->pg);
 
 	if (b == NULL)
-		pn_admin_check(checks, "postgres", false, "not started");
+		check(checks, "postgres", false, "not started");
 	else if (b->pg == NULL)
-		pn_admin_check(checks, "postgres", false, "pg_dsn is not set");
+		check(checks, "postgres", false, "pg_dsn is not set");
 	else if (pg_ok)
-		pn_admin_check(checks, "postgres", true, NULL);
+		check(checks, "postgres", true, NULL);
 	else {
 		const char *why = store_pgpool_last_error(b->pg);
 		char msg[200];
 
 		snprintf(msg, sizeof(msg), "no live connection%s%s", why[0] != '\0' ? ": " : "",
 			 why);
-		pn_admin_check(checks, "postgres", false, msg);
+		check(checks, "postgres", false, msg);
 	}
 	if (m != NULL)
 		pn_gauge_set(pn_metric_series(m->postgres_up, NULL), pg_ok ? 1 : 0);
@@ -106,16 +113,27 @@ bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
 	if (m != NULL)
 		pn_gauge_set(pn_metric_series(m->redis_up, NULL), redis_ok ? 1 : 0);
 	if (redis_ok) {
-		pn_admin_check(checks, "redis", true, NULL);
+		check(checks, "redis", true, NULL);
 	} else if (cfg->readyz_requires_redis) {
-		pn_admin_check(checks, "redis", false, detail);
+		check(checks, "redis", false, detail);
 		return false;
 	} else {
 		char msg[160];
 
 		snprintf(msg, sizeof(msg), "degraded: %s (maildrop locks and counters are per node)",
 			 detail);
-		pn_admin_check(checks, "redis", true, msg);
+		check(checks, "redis", true, msg);
 	}
 	return pg_ok;
+}
+
+bool fe_backend_ready_checks(struct fe_backend *b, const struct fe_config *cfg,
+			     struct pn_admin_checks *checks)
+{
+	return ready(b, cfg, checks);
+}
+
+bool fe_backend_ready(struct fe_backend *b, const struct fe_config *cfg)
+{
+	return ready(b, cfg, NULL);
 }

@@ -46,5 +46,8 @@ void fe_backend_free(struct fe_backend **backend);
  * readyz_requires_redis is set, which makes it a failing check. */
 bool fe_backend_ready_checks(struct fe_backend *backend, const struct fe_config *cfg,
 			     struct pn_admin_checks *checks);
+/* The same verdict without an HTTP request (node registry heartbeat); also
+ * refreshes the postgres_up / redis_up gauges. */
+bool fe_backend_ready(struct fe_backend *backend, const struct fe_config *cfg);
 
 #endif

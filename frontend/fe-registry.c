@@ -107,7 +107,7 @@ static void node_beat(void *ctx)
 	snprintf(n.version, sizeof(n.version), "%s", POSTERN_VERSION);
 	n.sessions = (int64_t)sessions_now(node);
 	n.ready = !atomic_load(&node->draining) &&
-		  pn_gauge_value(pn_metric_series(node->metrics.postgres_up, NULL)) > 0;
+		  fe_backend_ready(reg->thread->backend, &node->cfg);
 	if (r != NULL)
 		(void)store_rnode_heartbeat(r, &n, unix_ms(),
 					    (unsigned int)(3 * node->cfg.heartbeat_interval_ms),
