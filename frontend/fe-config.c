@@ -142,7 +142,7 @@ static const struct pn_config_def defs[] = {
 	{ "imaps_listen", PN_CFG_STRING, ":993", F(listen[FE_SVC_IMAPS]), check_listen,
 	  "IMAP over implicit TLS; empty turns it off (needs tls_cert and tls_key)." },
 	{ "pop3_listen", PN_CFG_STRING, ":110", F(listen[FE_SVC_POP3]), check_listen,
-	  "POP3 (STLS) listener; empty turns it off." },
+	  "POP3 (STLS) listener; empty turns it off. Without TLS, USER/PASS and AUTH are refused unless the client is in plaintext_auth_networks." },
 	{ "pop3s_listen", PN_CFG_STRING, ":995", F(listen[FE_SVC_POP3S]), check_listen,
 	  "POP3 over implicit TLS; empty turns it off (needs tls_cert and tls_key)." },
 	{ "smtp_listen", PN_CFG_STRING, ":25", F(listen[FE_SVC_SMTP]), check_listen,

@@ -20,8 +20,6 @@ static const char *const l_protocol_result[] = { "protocol", "result", NULL };
 static const char *const l_tls[] = { "service", "mode", "result", NULL };
 static const char *const l_protocol_direction[] = { "protocol", "direction", NULL };
 static const char *const l_protocol_command[] = { "protocol", "command", NULL };
-static const char *const l_storage[] = { "backend", "op", "result", NULL };
-static const char *const l_storage_time[] = { "backend", "op", NULL };
 
 static struct pn_metric *add(struct fe_metrics *m, enum pn_metric_type type, const char *name,
 			     const char *help, const char *const *labels, const char **error_r)
@@ -65,15 +63,7 @@ int fe_metrics_init(struct fe_metrics *m, const char **error_r)
 			.labels = l_protocol_command, .max_series = 200 }, error_r);
 	if (m->command_seconds == NULL)
 		return -1;
-	if ((m->storage_requests = add(m, PN_METRIC_COUNTER, "storage_requests_total",
-				       "PostgreSQL and Redis operations of the frontend by result.",
-				       l_storage, error_r)) == NULL)
-		return -1;
-	m->storage_seconds = pn_metrics_add(m->reg, PN_METRIC_HISTOGRAM,
-		&(struct pn_metric_opts){ .name = "storage_request_duration_seconds",
-			.help = "Round-trip time of PostgreSQL and Redis operations.",
-			.labels = l_storage_time, .max_series = 200 }, error_r);
-	if (m->storage_seconds == NULL ||
+	if ((m->store = store_metrics_new(m->reg, error_r)) == NULL ||
 	    (m->draining = add(m, PN_METRIC_GAUGE, "frontend_draining",
 			       "1 while the node drains after SIGTERM.", NULL, error_r)) == NULL ||
 	    (m->ready = add(m, PN_METRIC_GAUGE, "frontend_ready",
@@ -101,6 +91,7 @@ int fe_metrics_init(struct fe_metrics *m, const char **error_r)
 
 void fe_metrics_free(struct fe_metrics *m)
 {
+	store_metrics_free(&m->store);
 	pn_metrics_free(&m->reg);
 }
 
@@ -137,15 +128,4 @@ void fe_metrics_command_time(struct fe_metrics *m, const char *protocol, const c
 	if (m != NULL)
 		pn_histogram_observe(pn_metric_series(m->command_seconds,
 						      PN_LABELS(protocol, command)), seconds);
-}
-
-void fe_metrics_storage(struct fe_metrics *m, const char *backend, const char *op, bool ok,
-			double seconds)
-{
-	if (m == NULL)
-		return;
-	pn_counter_inc(pn_metric_series(m->storage_requests,
-					PN_LABELS(backend, op, ok ? "ok" : "error")));
-	pn_histogram_observe(pn_metric_series(m->storage_seconds, PN_LABELS(backend, op)),
-			     seconds);
 }

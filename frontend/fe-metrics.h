@@ -7,8 +7,8 @@
  *   frontend_bytes_total{protocol,direction}     socket bytes in / out
  *   commands_total{protocol,command}             commands by name
  *   command_duration_seconds{protocol,command}   histogram (requests to storage)
- *   storage_requests_total{backend,op,result}    PostgreSQL / Redis operations
- *   storage_request_duration_seconds{backend,op} histogram
+ *   pg_requests_total, pg_request_seconds,       the storage clients' own
+ *   redis_commands_total, redis_command_seconds  families (store-metrics.h)
  *   frontend_draining, frontend_ready            gauges 0/1
  *   frontend_postgres_up, frontend_redis_up      gauges 0/1
  *   pop3_lock_fallback_total                     maildrop locks taken per node
@@ -23,6 +23,7 @@
 #define FE_METRICS_H
 
 #include "postern/metrics.h"
+#include "postern/store-metrics.h"
 
 #include "fe-config.h"
 #include "fe-protocol.h"
@@ -30,10 +31,10 @@
 struct fe_metrics {
 	struct pn_metrics *reg;
 	struct pn_metric *sessions, *connections, *logins, *tls_handshakes, *bytes,
-		*commands, *command_seconds, *storage_requests, *storage_seconds,
-		*draining, *ready, *postgres_up, *redis_up, *lock_fallback;
+		*commands, *command_seconds, *draining, *ready, *postgres_up, *redis_up, *lock_fallback;
 	struct pn_metric_series *session_series[FE_SVC_COUNT][FE_STATE_COUNT];
 	struct pn_metric_series *bytes_in[FE_SVC_COUNT], *bytes_out[FE_SVC_COUNT];
+	struct store_metrics *store;	/* observe hooks of the pools and clients */
 };
 
 /* Registers the families in a new registry. Returns 0, or -1 with *error_r. */
@@ -49,7 +50,5 @@ void fe_metrics_tls(struct fe_metrics *m, enum fe_service svc, bool starttls, bo
 void fe_metrics_command(struct fe_metrics *m, const char *protocol, const char *command);
 void fe_metrics_command_time(struct fe_metrics *m, const char *protocol, const char *command,
 			     double seconds);
-void fe_metrics_storage(struct fe_metrics *m, const char *backend, const char *op, bool ok,
-			double seconds);
 
 #endif

@@ -8,6 +8,7 @@
 #include "postern/log.h"
 
 #include "fe-backend.h"
+#include "fe-registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -261,6 +262,11 @@ static void node_stop_all(struct fe_node *node)
 	pn_loop_stop(node->threads[0].loop);
 }
 
+static void node_stop_cb(void *ctx)
+{
+	node_stop_all(ctx);
+}
+
 /* Thread 0: one more thread is empty. */
 static void node_thread_drained(void *ctx)
 {
@@ -269,7 +275,8 @@ static void node_thread_drained(void *ctx)
 
 	if (++node->threads_drained == node->nthreads) {
 		pn_info("event=drain_done");
-		node_stop_all(node);
+		/* Out of the node registry, then stop. */
+		fe_registry_node_remove(node->threads[0].registry, node_stop_cb, node);
 	}
 }
 
@@ -554,15 +561,19 @@ int fe_node_init(struct fe_node *node, struct fe_config *cfg, const char **error
 
 static int thread_start(struct fe_thread *th, const char **error_r)
 {
-	if (fe_backend_new(th, &th->node->cfg, &th->backend, error_r) < 0)
+	if (fe_backend_new(th, &th->node->cfg, &th->backend, error_r) < 0 ||
+	    fe_registry_new(th, &th->registry, error_r) < 0)
 		return -1;
 	return start_listeners(th, error_r);
 }
 
+/* After the thread's loop stopped: storage first (its callbacks may still
+ * reach the registry), then the registry. */
 static void thread_stop(struct fe_thread *th)
 {
 	close_listeners(th);
 	fe_backend_free(&th->backend);
+	fe_registry_free(&th->registry);
 }
 
 /* A drain asked for from another thread (one failed to start): thread 0. */
@@ -626,6 +637,7 @@ void fe_node_free(struct fe_node *node)
 
 			close_listeners(th);
 			fe_backend_free(&th->backend);
+			fe_registry_free(&th->registry);
 			pn_loop_free(&th->loop);
 		}
 		free(node->threads);

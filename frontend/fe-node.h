@@ -33,6 +33,7 @@
 
 struct fe_node;
 struct fe_backend;
+struct fe_registry;
 
 struct fe_listener {
 	struct fe_thread *thread;
@@ -51,6 +52,8 @@ struct fe_thread {
 	struct fe_listener listeners[FE_SVC_COUNT];
 	/* Storage clients of this thread (fe-backend.c); NULL until started. */
 	struct fe_backend *backend;
+	/* Session registry entries and heartbeats (fe-registry.c). */
+	struct fe_registry *registry;
 
 	/* drain */
 	bool draining;

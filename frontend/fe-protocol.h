@@ -118,6 +118,7 @@ enum fe_session_state {
 void fe_conn_set_state(struct fe_conn *conn, enum fe_session_state state);
 
 /* Adapters of this build. */
+extern const struct fe_protocol fe_protocol_pop3;
 /* Answers with the protocol's "not available" greeting and closes; used for
  * listeners whose engine is not wired in yet (the local cluster expects
  * every listener to accept). */

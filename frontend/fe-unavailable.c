@@ -115,6 +115,11 @@ const struct fe_protocol fe_protocol_unavailable = {
 
 const struct fe_protocol *fe_service_adapter(enum fe_service svc)
 {
-	(void)svc;
-	return &fe_protocol_unavailable;
+	switch (svc) {
+	case FE_SVC_POP3:
+	case FE_SVC_POP3S:
+		return &fe_protocol_pop3;
+	default:
+		return &fe_protocol_unavailable;
+	}
 }
