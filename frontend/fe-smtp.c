@@ -2,16 +2,19 @@
  * (smtp/smtp-session.h) for the MX, submission (587 and 465) and LMTP
  * listeners and carries out its requests:
  *
- *   AUTH_VERIFY   the account's row from PostgreSQL, then the password
- *                 checked on the node's password worker pool
+ *   AUTH_VERIFY   mail_auth_login() (postern/mail-auth.h), as POP3 does:
+ *                 the account from PostgreSQL, the hash on the node's
+ *                 password worker pool; the session then appears in the
+ *                 Redis session registry
  *   SENDER_CHECK  mail_sender_check()   (submission only)
  *   RCPT_CHECK    mail_rcpt_check()     (relay allowed after AUTH)
  *   DELIVER       mail_deliver()        (one transaction, per-recipient
  *                                        statuses; LMTP answers each)
  *
  * One mail_delivery per thread (its prepared statements are declared once
- * on the thread's pool), created with the thread's first SMTP session and
- * freed when the thread ends. At most one request is outstanding per
+ * on the thread's pool; it publishes change notifications on the thread's
+ * Redis client), created with the thread's first SMTP session and freed
+ * when the thread ends. At most one request is outstanding per
  * session (the engine's rule); after the client went away next() returns
  * -1 only once that request has come back, and a DELIVER that the engine
  * asks for after the client is gone is not started (the client never saw
@@ -20,14 +23,15 @@
 #include "fe-smtp.h"
 
 #include "fe-backend.h"
+#include "fe-metrics.h"
 #include "fe-node.h"
+#include "fe-registry.h"
 #include "smtp/smtp-session.h"
 
 #include "postern/log.h"
+#include "postern/mail-auth.h"
 #include "postern/mail-delivery.h"
-#include "postern/store-password.h"
 #include "postern/store-pgpool.h"
-#include "postern/workpool.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -61,7 +65,8 @@ static void td_init(void)
 	td_key_ok = pthread_key_create(&td_key, td_destroy) == 0;
 }
 
-static struct mail_delivery *thread_delivery(struct store_pgpool *pool, const char **error_r)
+static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
+					     struct store_redis *redis, const char **error_r)
 {
 	struct thread_delivery *td;
 
@@ -87,7 +92,7 @@ static struct mail_delivery *thread_delivery(struct store_pgpool *pool, const ch
 		mail_delivery_free(&td->dlv);
 	}
 	{
-		struct mail_delivery_settings set = { .pool = pool };
+		struct mail_delivery_settings set = { .pool = pool, .redis = redis };
 
 		td->dlv = mail_delivery_new(&set, error_r);
 	}
@@ -101,21 +106,27 @@ struct fe_smtp {
 	struct fe_conn *conn;
 	struct smtp_session *s;
 	enum smtp_mode mode;
+	const struct fe_session_info *info;
+	struct fe_thread *th;
 	struct mail_delivery *dlv;	/* NULL without PostgreSQL */
 	struct store_pgpool *pool;
-	struct pn_workpool *auth_pool;
-	struct pn_loop *loop;
 	bool gone;
 	bool pending;			/* a request of ours is under way */
-
-	/* AUTH */
-	char auth_user[256];
-	char auth_password[256];
-	char *auth_hash;
-	char auth_address[320];
-	uint64_t auth_account;
-	int auth_verdict;		/* 1 ok, 0 bad, -1 error */
+	struct fe_registry_entry *reg;	/* after AUTH */
+	char auth_user[MAIL_AUTH_USER_MAX + 1];
 };
+
+static const char *proto_name(const struct fe_smtp *f)
+{
+	return f->mode == SMTP_MODE_SUBMISSION ? "submission" :
+		f->mode == SMTP_MODE_LMTP ? "lmtp" : "smtp";
+}
+
+static void login_metric(const struct fe_smtp *f, const char *result)
+{
+	if (f->th != NULL && f->th->node != NULL)
+		fe_metrics_login(&f->th->node->metrics, proto_name(f), result);
+}
 
 static void smtp_wake(struct fe_smtp *f)
 {
@@ -135,6 +146,8 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 		return NULL;
 	}
 	f->conn = conn;
+	f->info = info;
+	f->th = th;
 	switch (info->service) {
 	case FE_SVC_SUBMISSION:
 	case FE_SVC_SUBMISSIONS:
@@ -148,13 +161,11 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 		break;
 	}
 	if (th != NULL) {
-		f->loop = th->loop;
-		f->auth_pool = th->node != NULL ? th->node->auth_pool : NULL;
 		if (th->backend != NULL && th->backend->pg != NULL) {
 			const char *error = NULL;
 
 			f->pool = th->backend->pg;
-			f->dlv = thread_delivery(f->pool, &error);
+			f->dlv = thread_delivery(f->pool, th->backend->redis, &error);
 			if (f->dlv == NULL)
 				pn_warn("event=smtp_delivery_unavailable error=\"%s\"", error);
 		}
@@ -191,121 +202,51 @@ static size_t fs_feed(void *p, const uint8_t *data, size_t len)
 
 /* ---- AUTH ---- */
 
-static void auth_wipe(struct fe_smtp *f)
-{
-	volatile char *v = f->auth_password;
-
-	for (size_t i = 0; i < sizeof(f->auth_password); i++)
-		v[i] = 0;
-	if (f->auth_hash != NULL) {
-		free(f->auth_hash);
-		f->auth_hash = NULL;
-	}
-}
-
-/* A yescrypt hash of a random string, made once (on a worker): an unknown
- * user's password is checked against it, so that the answer takes as long
- * as for a real account and the timing does not tell which users exist. */
-static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
-static char dummy_hash[STORE_PASSWORD_HASH_MAX];
-
-static void dummy_init(void)
-{
-	const char *error = NULL;
-
-	if (store_password_hash("postern-no-such-user", dummy_hash, sizeof(dummy_hash),
-				&error) < 0)
-		dummy_hash[0] = '\0';
-}
-
-static void auth_work(void *ctx)
+static void auth_cb(void *ctx, const struct mail_auth_result *res)
 {
 	struct fe_smtp *f = ctx;
-	const char *error = NULL;
+	enum smtp_auth_status st;
+	char quser[sizeof(f->auth_user) * 4 + 3];
 
-	if (f->auth_hash == NULL) {
-		(void)pthread_once(&dummy_once, dummy_init);
-		if (dummy_hash[0] != '\0')
-			(void)store_password_verify(dummy_hash, f->auth_password, &error);
-		f->auth_verdict = 0;
-		return;
+	switch (res->status) {
+	case MAIL_AUTH_OK: st = SMTP_AUTH_OK; break;
+	case MAIL_AUTH_TEMPFAIL: st = SMTP_AUTH_TEMPFAIL; break;
+	default: st = SMTP_AUTH_BAD; break;	/* a disabled account too */
 	}
-	f->auth_verdict = store_password_verify(f->auth_hash, f->auth_password, &error);
-}
-
-static void auth_done(void *ctx)
-{
-	struct fe_smtp *f = ctx;
-	enum smtp_auth_status st = f->auth_verdict == 1 ? SMTP_AUTH_OK :
-		f->auth_verdict == 0 ? SMTP_AUTH_BAD : SMTP_AUTH_TEMPFAIL;
-
-	auth_wipe(f);
-	if (st == SMTP_AUTH_OK) {
+	login_metric(f, mail_auth_status_name(res->status));
+	pn_info("event=login session=%s protocol=%s client=%s user=%s result=%s reason=\"%s\"",
+		f->info->session_id, proto_name(f), f->info->client_str,
+		pn_log_quote(quser, sizeof(quser), f->auth_user, strlen(f->auth_user)),
+		mail_auth_status_name(res->status), res->reason);
+	if (st == SMTP_AUTH_OK && !f->gone) {
 		fe_conn_set_state(f->conn, FE_STATE_AUTHENTICATED);
-		pn_info("event=login proto=submission user=%s", f->auth_address);
-	} else {
-		pn_info("event=login_failed proto=submission user=%s", f->auth_user);
+		fe_registry_remove(&f->reg);
+		f->reg = fe_registry_add(f->th, res->account_id, proto_name(f), res->address,
+					 f->info->client_str, f->info->session_id);
 	}
-	(void)smtp_session_auth_result(f->s, st, f->auth_account, f->auth_address);
+	(void)smtp_session_auth_result(f->s, st, res->account_id,
+				       st == SMTP_AUTH_OK ? res->address : NULL);
 	smtp_wake(f);
-}
-
-static void auth_row(void *ctx, struct store_pg_reply *reply)
-{
-	struct fe_smtp *f = ctx;
-	const PGresult *res = reply->res;
-
-	if (reply->status != STORE_OK) {
-		auth_wipe(f);
-		(void)smtp_session_auth_result(f->s, SMTP_AUTH_TEMPFAIL, 0, NULL);
-		smtp_wake(f);
-		return;
-	}
-	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 2) ||
-	    PQgetvalue(res, 0, 3)[0] != 't') {
-		/* unknown, no password or disabled: the same answer, after
-		 * the same work (auth_work() with no hash) */
-		f->auth_verdict = 0;
-		if (f->auth_pool == NULL ||
-		    pn_workpool_submit(f->auth_pool, f->loop, auth_work, auth_done, f) < 0)
-			auth_done(f);
-		return;
-	}
-	f->auth_account = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-	snprintf(f->auth_address, sizeof(f->auth_address), "%s", PQgetvalue(res, 0, 1));
-	f->auth_hash = strdup(PQgetvalue(res, 0, 2));
-	if (f->auth_hash == NULL || f->auth_pool == NULL ||
-	    pn_workpool_submit(f->auth_pool, f->loop, auth_work, auth_done, f) < 0) {
-		f->auth_verdict = -1;
-		auth_done(f);
-	}
 }
 
 static void auth_start(struct fe_smtp *f, const struct smtp_action *a)
 {
-	const char *params[1];
-
+	snprintf(f->auth_user, sizeof(f->auth_user), "%s", a->u.auth.authcid);
 	/* no proxy authorisation: authzid must be empty or the user itself */
-	if ((a->u.auth.authzid[0] != '\0' &&
-	     strcmp(a->u.auth.authzid, a->u.auth.authcid) != 0) ||
-	    strlen(a->u.auth.authcid) >= sizeof(f->auth_user) ||
-	    strlen(a->u.auth.password) >= sizeof(f->auth_password)) {
+	if (a->u.auth.authzid[0] != '\0' &&
+	    strcmp(a->u.auth.authzid, a->u.auth.authcid) != 0) {
+		login_metric(f, "bad");
+		pn_info("event=login session=%s protocol=%s result=bad"
+			" reason=\"authzid differs\"", f->info->session_id, proto_name(f));
 		(void)smtp_session_auth_result(f->s, SMTP_AUTH_BAD, 0, NULL);
 		return;
 	}
-	if (f->pool == NULL) {
-		(void)smtp_session_auth_result(f->s, SMTP_AUTH_TEMPFAIL, 0, NULL);
-		return;
-	}
-	snprintf(f->auth_user, sizeof(f->auth_user), "%s", a->u.auth.authcid);
-	snprintf(f->auth_password, sizeof(f->auth_password), "%s", a->u.auth.password);
-	params[0] = f->auth_user;
 	f->pending = true;
-	if (store_pgpool_exec(f->pool, "SELECT id, address, password_hash, enabled"
-			      " FROM accounts WHERE lower(address) = lower($1)", 1, params,
-			      auth_row, f) < 0) {
+	if (f->th == NULL || f->th->node == NULL ||
+	    mail_auth_login(f->th->loop, f->pool, f->th->node->auth_pool, a->u.auth.authcid,
+			    a->u.auth.password, auth_cb, f) < 0) {
 		f->pending = false;
-		auth_wipe(f);
+		login_metric(f, "tempfail");
 		(void)smtp_session_auth_result(f->s, SMTP_AUTH_TEMPFAIL, 0, NULL);
 	}
 }
@@ -529,7 +470,7 @@ static void fs_destroy(void **p)
 
 	if (f == NULL)
 		return;
-	auth_wipe(f);
+	fe_registry_remove(&f->reg);
 	smtp_session_free(&f->s);
 	free(f);
 	*p = NULL;

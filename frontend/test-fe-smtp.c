@@ -18,6 +18,7 @@
 
 #include "fe-backend.h"
 #include "fe-conn.h"
+#include "fe-metrics.h"
 #include "fe-node.h"
 #include "fe-smtp.h"
 
@@ -434,6 +435,7 @@ int main(void)
 	backend.pg = loop != NULL ? store_pgpool_new(loop, &ps, &error) : NULL;
 	node.auth_pool = pn_workpool_new(1, 16, &error);
 	if (loop == NULL || backend.pg == NULL || node.auth_pool == NULL ||
+	    fe_metrics_init(&node.metrics, &error) < 0 ||
 	    pn_cidr_list_parse("", &none, &error) < 0 ||
 	    pn_cidr_list_parse("127.0.0.0/8", &all_local, &error) < 0) {
 		fprintf(stderr, "setup: %s\n", error);
@@ -468,6 +470,7 @@ int main(void)
 	close(listen_fd);
 	pn_workpool_free(&node.auth_pool);
 	run_ms(20);
+	fe_metrics_free(&node.metrics);
 	store_pgpool_free(&backend.pg);
 	pn_loop_free(&loop);
 	pn_cidr_list_free(&none);
