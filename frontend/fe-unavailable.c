@@ -11,6 +11,7 @@
  * Also the table fe_service_adapter() that picks each service's adapter.
  */
 #include "fe-protocol.h"
+#include "fe-smtp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,11 @@ const struct fe_protocol *fe_service_adapter(enum fe_service svc)
 	case FE_SVC_POP3:
 	case FE_SVC_POP3S:
 		return &fe_protocol_pop3;
+	case FE_SVC_SMTP:
+	case FE_SVC_SUBMISSION:
+	case FE_SVC_SUBMISSIONS:
+	case FE_SVC_LMTP:
+		return &fe_protocol_smtp;
 	default:
 		return &fe_protocol_unavailable;
 	}
