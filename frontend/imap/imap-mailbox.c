@@ -153,6 +153,7 @@ int imap_session_select_result(struct imap_session *s,
 	s->count = s->cap = res->count;
 	s->mailbox = mailbox;
 	s->readonly = s->req.readonly;
+	s->recent = res->recent;
 	s->state = IMAP_STATE_SELECTED;
 
 	/* RFC 3501 6.3.1 responses. */

@@ -107,6 +107,8 @@ struct imap_session {
 	bool readonly;
 	uint32_t *uids;
 	size_t count, cap;
+	uint32_t recent;   /* \Recent count told to the client */
+	uint32_t pend_recent; /* new \Recent messages not told yet */
 
 	/* Changes not yet told to the client. */
 	uint32_t *pend_new;

@@ -185,6 +185,7 @@ static void pending_clear(struct imap_session *s)
 	s->pend_flags_n = 0;
 	s->pend_new_n = 0;
 	s->pend_exp_n = 0;
+	s->pend_recent = 0;
 }
 
 void view_clear(struct imap_session *s)
@@ -195,6 +196,7 @@ void view_clear(struct imap_session *s)
 	free(s->mailbox);
 	s->mailbox = NULL;
 	s->readonly = false;
+	s->recent = 0;
 	pending_clear(s);
 }
 
@@ -225,7 +227,11 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 			return 0;
 		if (s->count + s->pend_new_n >= s->set.max_messages)
 			return 0;
-		return u32_push(&s->pend_new, &s->pend_new_n, &s->pend_new_cap, n->uid);
+		if (u32_push(&s->pend_new, &s->pend_new_n, &s->pend_new_cap, n->uid) < 0)
+			return -1;
+		if (n->recent)
+			s->pend_recent++;
+		return 0;
 	}
 	case IMAP_NOTIFY_EXPUNGE:
 		for (size_t i = 0; i < s->pend_new_n; i++) {
@@ -243,6 +249,11 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 				return 0;
 		return u32_push(&s->pend_exp, &s->pend_exp_n, &s->pend_exp_cap, n->uid);
 	case IMAP_NOTIFY_FLAGS: {
+		for (size_t i = 0; i < n->flag_count; i++) {
+			const char *f = n->flags[i];
+			if (f == NULL || *f == '\0' || strpbrk(f, " ()\r\n\"{") != NULL)
+				return 0; /* not a flag: never sent */
+		}
 		struct pn_buf b;
 		pn_buf_init(&b, 64 * 1024);
 		int r = pn_buf_append_str(&b, "(");
@@ -306,6 +317,10 @@ static void flush_notifications(struct imap_session *s, bool allow_expunge)
 		}
 		s->pend_new_n = 0;
 		out_printf(s, "* %zu EXISTS\r\n", s->count);
+		/* RFC 3501 7.3.2: RECENT goes with a change of size. */
+		s->recent += s->pend_recent;
+		s->pend_recent = 0;
+		out_printf(s, "* %u RECENT\r\n", s->recent);
 	}
 	for (size_t i = 0; i < s->pend_flags_n; i++) {
 		uint32_t seq = view_seq(s, s->pend_flags[i].uid);
@@ -1050,6 +1065,8 @@ static void literal_continue(struct imap_session *s, const struct imap_event *ev
 	if (s->state == IMAP_STATE_NOT_AUTHENTICATED) {
 		if (strcmp(name, "LOGIN") != 0 && strcmp(name, "AUTHENTICATE") != 0)
 			refuse = "BAD Literals are not allowed before authentication";
+		else if (!s->tls_active && !s->set.trusted)
+			refuse = "NO [PRIVACYREQUIRED] Plaintext authentication disallowed without TLS";
 		else if (ev->cont.size > IMAP_PREAUTH_MAX_LITERAL)
 			refuse = "NO [TOOBIG] Literal too large";
 	} else if (strcmp(name, "APPEND") == 0 && ev->cont.size > s->set.max_append) {
@@ -1234,19 +1251,23 @@ int imap_session_next(struct imap_session *s, struct imap_action *act_r)
 			act_r->type = IMAP_ACTION_START_TLS;
 			return 1;
 		}
-		if (s->shutdown_wanted && s->auth_step == AUTH_NONE && !s->appending &&
-		    s->cmd == CMD_NONE) {
+		if (s->shutdown_wanted) {
+			/* No request is outstanding here: a command waiting
+			 * for client input (IDLE, AUTHENTICATE, a streamed
+			 * APPEND) is abandoned. */
+			if (s->cmd != CMD_NONE || s->idling) {
+				s->idling = false;
+				s->appending = false;
+				pn_buf_free(&s->append_buf);
+				auth_wipe(s);
+				cmd_end(s);
+			}
 			out_str(s, "* BYE [UNAVAILABLE] Server shutting down\r\n");
 			s->close_pending = true;
 			s->close_reason = "shutdown";
 			continue;
 		}
 		if (s->idling) {
-			if (s->shutdown_wanted) {
-				s->idling = false;
-				cmd_end(s);
-				continue;
-			}
 			flush_notifications(s, true);
 			if (pn_buf_len(&s->out) > 0)
 				continue;
@@ -1270,6 +1291,11 @@ void imap_session_disconnected(struct imap_session *s)
 {
 	s->disconnected = true;
 	s->idling = false;
+	/* A request not handed out yet is dropped with its command. */
+	if (s->req_state == REQ_READY) {
+		auth_wipe(s);
+		cmd_end(s);
+	}
 	pn_buf_reset(&s->out);
 	s->out_handed = 0;
 }

@@ -301,6 +301,9 @@ enum imap_notify_type {
 struct imap_notify {
 	enum imap_notify_type type;
 	uint32_t uid;
+	/* EXISTS: this session owns the message as \Recent (RFC 3501
+	 * 2.3.2); the engine then sends "* n RECENT" with the new count. */
+	bool recent;
 	const char *const *flags;
 	size_t flag_count;
 };
@@ -362,7 +365,10 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
 			const char **error_r);
 
 /* A change of the selected mailbox (see the file comment). Ignored when no
- * mailbox is selected. Returns 0, or -1 if out of memory. */
+ * mailbox is selected, for an EXISTS whose UID is not above every known
+ * one, and for EXPUNGE/FLAGS of a message the client does not know. Call
+ * next() afterwards: during IDLE the update is a SEND at once. Flags are
+ * copied. Returns 0, or -1 if out of memory. */
 int imap_session_notify(struct imap_session *s, const struct imap_notify *n);
 
 enum imap_state imap_session_state(const struct imap_session *s);

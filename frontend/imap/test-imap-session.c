@@ -112,6 +112,10 @@ PN_TEST(test_logindisabled)
 		   "c NO [PRIVACYREQUIRED] Plaintext authentication disallowed without TLS\r\n"
 		   "d BAD SELECT needs authentication first\r\n"
 		   "* BYE Logging out\r\ne OK LOGOUT completed\r\n", true, __LINE__);
+	/* The password literal is refused before it is sent. */
+	expect_set(&set, "a LOGIN alice {6}\r\nb NOOP\r\n",
+		   "a NO [PRIVACYREQUIRED] Plaintext authentication disallowed without TLS\r\n"
+		   "b OK NOOP completed\r\n", false, __LINE__);
 }
 
 PN_TEST(test_starttls_injection)
@@ -418,8 +422,10 @@ PN_TEST(test_idle)
 	feed_str(f, "c IDLE\r\n");
 	check_out(f, "+ idling\r\n", __LINE__);
 	CHECK(imap_session_idling(f->s));
-	notify(f, IMAP_NOTIFY_EXISTS, 6, NULL);
-	check_out(f, "* 4 EXISTS\r\n", __LINE__);
+	struct imap_notify nr = { .type = IMAP_NOTIFY_EXISTS, .uid = 6, .recent = true };
+	CHECK_INT(imap_session_notify(f->s, &nr), 0);
+	fake_pump(f);
+	check_out(f, "* 4 EXISTS\r\n* 2 RECENT\r\n", __LINE__);
 	notify(f, IMAP_NOTIFY_EXPUNGE, 1, NULL);
 	check_out(f, "* 1 EXPUNGE\r\n", __LINE__);
 	notify(f, IMAP_NOTIFY_FLAGS, 5, "\\Seen");
@@ -451,14 +457,14 @@ PN_TEST(test_notify_between_commands)
 	/* FETCH: EXISTS and FETCH flags yes, EXPUNGE deferred (RFC 3501
 	 * 7.4.1), so sequence numbers stay as the client knows them. */
 	feed_str(f, "c FETCH 1 UID\r\n");
-	check_out(f, "* 1 FETCH (UID 1)\r\n* 4 EXISTS\r\n* 2 FETCH (UID 2 FLAGS (\\Answered))\r\n"
+	check_out(f, "* 1 FETCH (UID 1)\r\n* 4 EXISTS\r\n* 1 RECENT\r\n* 2 FETCH (UID 2 FLAGS (\\Answered))\r\n"
 		  "c OK FETCH completed\r\n", __LINE__);
 	feed_str(f, "d STORE 1 +FLAGS.SILENT (x)\r\ne SEARCH ALL\r\n");
 	check_out(f, "d OK STORE completed\r\n* SEARCH 1 2 3 4\r\ne OK SEARCH completed\r\n", __LINE__);
 	/* UID FETCH may carry it; a new message at the same time. */
 	notify(f, IMAP_NOTIFY_EXISTS, 7, NULL);
 	feed_str(f, "f UID FETCH 2 UID\r\n");
-	check_out(f, "* 2 FETCH (UID 2)\r\n* 1 EXPUNGE\r\n* 4 EXISTS\r\nf OK UID FETCH completed\r\n",
+	check_out(f, "* 2 FETCH (UID 2)\r\n* 1 EXPUNGE\r\n* 4 EXISTS\r\n* 1 RECENT\r\nf OK UID FETCH completed\r\n",
 		  __LINE__);
 	/* An added-then-removed message is never shown. */
 	notify(f, IMAP_NOTIFY_EXISTS, 8, NULL);
@@ -602,6 +608,17 @@ PN_TEST(test_shutdown_and_disconnect)
 	check_out(&f, "* BYE [UNAVAILABLE] Server shutting down\r\n", __LINE__);
 	CHECK(f.closed);
 	CHECK_INT(imap_session_next(f.s, &act), -1);
+	fake_free(&f);
+
+	/* Drain while AUTHENTICATE waits for the client. */
+	fake_init(&f, &set);
+	fake_pump(&f);
+	pn_buf_reset(&f.out);
+	fake_feed(&f, "a AUTHENTICATE PLAIN\r\n", 22);
+	imap_session_shutdown(f.s);
+	fake_pump(&f);
+	check_out(&f, "+ \r\n* BYE [UNAVAILABLE] Server shutting down\r\n", __LINE__);
+	CHECK(f.closed);
 	fake_free(&f);
 
 	/* Disconnect with a request outstanding: answered, then -1. */
