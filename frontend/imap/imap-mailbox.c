@@ -399,18 +399,27 @@ void cmd_list(struct imap_session *s, const struct imap_arg *args, bool lsub)
 	cmd_request(s, IMAP_REQ_MAILBOX_LIST);
 }
 
-static const struct imap_mailbox_info *sort_boxes;
+/* One line of the LIST answer: a mailbox of the account, or a level of
+ * hierarchy that exists only as the parent of mailboxes (box NULL). */
+struct list_entry {
+	const char *name;
+	const struct imap_mailbox_info *box;
+};
 
-static int box_cmp(const void *a, const void *b)
+static int entry_cmp(const void *a, const void *b)
 {
-	return strcmp(sort_boxes[*(const size_t *)a].name,
-		      sort_boxes[*(const size_t *)b].name);
+	const struct list_entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c != 0)
+		return c;
+	/* Real mailboxes first, so duplicates of them are dropped. */
+	return (x->box == NULL) - (y->box == NULL);
 }
 
 static bool box_name_ok(const char *name)
 {
 	size_t len = strlen(name);
-	if (len == 0 || len > MAILBOX_NAME_MAX)
+	if (len == 0 || len > MAILBOX_NAME_MAX || name[0] == '/' || name[len - 1] == '/')
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if (name[i] < 0x20 || name[i] > 0x7e)
@@ -418,9 +427,23 @@ static bool box_name_ok(const char *name)
 	return true;
 }
 
-int imap_session_list_result(struct imap_session *s, enum imap_result result,
-			     const struct imap_mailbox_info *boxes, size_t count,
-			     const char **error_r)
+/* RFC 3501 6.3.8: with "%" last in the pattern, levels of hierarchy that
+ * are not mailboxes are listed too, as \Noselect. */
+static bool entry_matches(struct imap_session *s, const struct list_entry *e)
+{
+	for (size_t p = 0; p < s->list_pattern_n; p++) {
+		const char *pat = s->list_patterns[p];
+		size_t plen = strlen(pat);
+		if (e->box == NULL && (plen == 0 || pat[plen - 1] != '%'))
+			continue;
+		if (list_match(pat, e->name))
+			return true;
+	}
+	return false;
+}
+
+static void list_write(struct imap_session *s, const struct list_entry *e,
+		       bool children)
 {
 	static const struct { unsigned int bit; const char *attr; } special[] = {
 		{ IMAP_MBOX_ALL, "\\All" }, { IMAP_MBOX_ARCHIVE, "\\Archive" },
@@ -428,7 +451,32 @@ int imap_session_list_result(struct imap_session *s, enum imap_result result,
 		{ IMAP_MBOX_JUNK, "\\Junk" }, { IMAP_MBOX_SENT, "\\Sent" },
 		{ IMAP_MBOX_TRASH, "\\Trash" },
 	};
+	const struct imap_mailbox_info *b = e->box;
 
+	out_printf(s, "* %s (", s->req.lsub ? "LSUB" : "LIST");
+	bool sp = false;
+	if (b == NULL || b->noselect) {
+		out_str(s, "\\Noselect");
+		sp = true;
+	}
+	if (!s->req.lsub) {
+		out_str(s, sp ? " " : "");
+		out_str(s, children ? "\\HasChildren" : "\\HasNoChildren");
+		for (size_t u = 0; b != NULL && u < sizeof(special) / sizeof(special[0]); u++)
+			if (b->special_use & special[u].bit)
+				out_printf(s, " %s", special[u].attr);
+		if (s->list_return_subscribed && b != NULL && b->subscribed)
+			out_str(s, " \\Subscribed");
+	}
+	out_str(s, ") \"/\" ");
+	out_quoted(s, e->name, strlen(e->name));
+	out_str(s, "\r\n");
+}
+
+int imap_session_list_result(struct imap_session *s, enum imap_result result,
+			     const struct imap_mailbox_info *boxes, size_t count,
+			     const char **error_r)
+{
 	if (s->req_state != REQ_WAIT || s->req.type != IMAP_REQ_MAILBOX_LIST) {
 		*error_r = "no MAILBOX_LIST request outstanding";
 		return -1;
@@ -438,37 +486,59 @@ int imap_session_list_result(struct imap_session *s, enum imap_result result,
 		cmd_done(s, "NO", "%s", result_text(result) + 3);
 		return 0;
 	}
-	size_t *order = count > 0 ? malloc(count * sizeof(size_t)) : NULL;
-	if (count > 0 && order == NULL) {
+	/* Every usable mailbox plus each of its parent levels. */
+	size_t cap = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (boxes[i].name == NULL || !box_name_ok(boxes[i].name))
+			continue;
+		cap++;
+		for (const char *c = boxes[i].name; *c; c++)
+			cap += *c == '/';
+	}
+	struct list_entry *e = cap > 0 ? calloc(cap, sizeof(*e)) : NULL;
+	char **owned = cap > 0 ? calloc(cap, sizeof(char *)) : NULL;
+	if (cap > 0 && (e == NULL || owned == NULL)) {
+		free(e);
+		free(owned);
 		*error_r = "out of memory";
 		return -1;
 	}
-	size_t n = 0;
-	for (size_t i = 0; i < count; i++)
-		if (boxes[i].name != NULL && box_name_ok(boxes[i].name))
-			order[n++] = i;
-	sort_boxes = boxes;
-	if (n > 1)
-		qsort(order, n, sizeof(size_t), box_cmp);
-	for (size_t k = 0; k < n; k++) {
-		const struct imap_mailbox_info *b = &boxes[order[k]];
-		bool match = false;
-		for (size_t p = 0; p < s->list_pattern_n && !match; p++)
-			match = list_match(s->list_patterns[p], b->name);
-		if (!match)
+	size_t n = 0, n_owned = 0;
+	for (size_t i = 0; i < count; i++) {
+		const char *name = boxes[i].name;
+		if (name == NULL || !box_name_ok(name))
 			continue;
-		if ((s->req.lsub || s->list_subscribed_only) && !b->subscribed)
+		e[n++] = (struct list_entry){ .name = name, .box = &boxes[i] };
+		if (s->req.lsub)
+			continue;
+		for (const char *c = name; *c; c++) {
+			if (*c != '/')
+				continue;
+			char *parent = strndup(name, (size_t)(c - name));
+			if (parent == NULL)
+				break;
+			owned[n_owned++] = parent;
+			e[n++] = (struct list_entry){ .name = parent, .box = NULL };
+		}
+	}
+	if (n > 1)
+		qsort(e, n, sizeof(*e), entry_cmp);
+	for (size_t k = 0; k < n; k++) {
+		if (k > 0 && strcmp(e[k].name, e[k - 1].name) == 0)
+			continue; /* a parent listed already */
+		if (!entry_matches(s, &e[k]))
+			continue;
+		if ((s->req.lsub || s->list_subscribed_only) &&
+		    (e[k].box == NULL || !e[k].box->subscribed))
 			continue;
 		/* Children: a later name (in sorted order) starting with
-		 * "name/"; every such name sorts after "name/" and before any
-		 * name that does not start with it, so look at the first name
-		 * at or after "name/". */
-		size_t len = strlen(b->name);
+		 * "name/". Names sharing the prefix but going on with a byte
+		 * below '/' sort in between, so skip those. */
+		size_t len = strlen(e[k].name);
 		bool children = false;
 		for (size_t j = k + 1; j < n; j++) {
-			const char *o = boxes[order[j]].name;
-			int c = strncmp(o, b->name, len);
-			if (c != 0)
+			const char *o = e[j].name;
+			if (strncmp(o, e[k].name, len) != 0)
 				break;
 			if (o[len] == '/') {
 				children = true;
@@ -477,29 +547,12 @@ int imap_session_list_result(struct imap_session *s, enum imap_result result,
 			if ((unsigned char)o[len] > '/')
 				break;
 		}
-		out_printf(s, "* %s (", cmdname);
-		bool sp = false;
-		if (b->noselect) {
-			out_str(s, "\\Noselect");
-			sp = true;
-		}
-		if (!s->req.lsub) {
-			out_str(s, sp ? " " : "");
-			out_str(s, children ? "\\HasChildren" : "\\HasNoChildren");
-			sp = true;
-			for (size_t u = 0; u < sizeof(special) / sizeof(special[0]); u++) {
-				if (b->special_use & special[u].bit) {
-					out_printf(s, " %s", special[u].attr);
-				}
-			}
-			if (s->list_return_subscribed && b->subscribed)
-				out_str(s, " \\Subscribed");
-		}
-		out_str(s, ") \"/\" ");
-		out_quoted(s, b->name, len);
-		out_str(s, "\r\n");
+		list_write(s, &e[k], children);
 	}
-	free(order);
+	for (size_t i = 0; i < n_owned; i++)
+		free(owned[i]);
+	free(owned);
+	free(e);
 	cmd_done(s, "OK", "%s completed", cmdname);
 	return 0;
 }

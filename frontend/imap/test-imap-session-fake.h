@@ -139,8 +139,9 @@ static void fake_answer(struct fake *f, const struct imap_request *req)
 			{ .name = "Archive/2024" },
 			{ .name = "Archive-old" },
 			{ .name = "Caf&AOk-" },
+			{ .name = "Work/Projects/A" },
 		};
-		r = imap_session_list_result(f->s, fail, boxes, 7, &error);
+		r = imap_session_list_result(f->s, fail, boxes, 8, &error);
 		break;
 	}
 	case IMAP_REQ_MAILBOX_STATUS: {

@@ -244,7 +244,7 @@ PN_TEST(test_mailboxes)
 {
 	EXPECT("a LOGIN alice secret\r\nb LIST \"\" \"*\"\r\nc LIST \"\" %\r\nd LIST \"\" \"\"\r\n"
 	       "e LSUB \"\" \"*\"\r\nf LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN)\r\n"
-	       "g LIST \"Archive/\" \"%\"\r\nh LIST \"\" \"inbox\"\r\n",
+	       "g LIST \"Archive/\" \"%\"\r\nh LIST \"\" \"inbox\"\r\ni LIST Work/ %\r\n",
 	       "a " LOGGED_IN
 	       "* LIST (\\HasChildren \\Archive) \"/\" \"Archive\"\r\n"
 	       "* LIST (\\HasNoChildren) \"/\" \"Archive-old\"\r\n"
@@ -253,6 +253,7 @@ PN_TEST(test_mailboxes)
 	       "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n"
 	       "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\n"
 	       "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"\r\n"
+	       "* LIST (\\HasNoChildren) \"/\" \"Work/Projects/A\"\r\n"
 	       "b OK LIST completed\r\n"
 	       "* LIST (\\HasChildren \\Archive) \"/\" \"Archive\"\r\n"
 	       "* LIST (\\HasNoChildren) \"/\" \"Archive-old\"\r\n"
@@ -260,13 +261,15 @@ PN_TEST(test_mailboxes)
 	       "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n"
 	       "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\n"
 	       "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"\r\n"
+	       "* LIST (\\Noselect \\HasChildren) \"/\" \"Work\"\r\n"
 	       "c OK LIST completed\r\n"
 	       "* LIST (\\Noselect) \"/\" \"\"\r\nd OK LIST completed\r\n"
 	       "* LSUB () \"/\" \"INBOX\"\r\n* LSUB () \"/\" \"Sent\"\r\ne OK LSUB completed\r\n"
 	       "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"INBOX\"\r\n"
 	       "* LIST (\\HasNoChildren \\Sent \\Subscribed) \"/\" \"Sent\"\r\nf OK LIST completed\r\n"
 	       "* LIST (\\HasNoChildren) \"/\" \"Archive/2024\"\r\ng OK LIST completed\r\n"
-	       "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\nh OK LIST completed\r\n");
+	       "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\nh OK LIST completed\r\n"
+	       "* LIST (\\Noselect \\HasChildren) \"/\" \"Work/Projects\"\r\ni OK LIST completed\r\n");
 	EXPECT("a LOGIN alice secret\r\ni STATUS INBOX (UIDNEXT MESSAGES UNSEEN)\r\n"
 	       "j STATUS nope (MESSAGES)\r\nk CREATE Sent\r\nl CREATE foo/\r\nm DELETE inbox\r\n"
 	       "n RENAME a INBOX\r\no SUBSCRIBE \"Caf&AOk-\"\r\np CREATE \"bad&name\"\r\n"
