@@ -2,16 +2,19 @@
  * engine. FETCH attributes (RFC 3501 6.4.5, macros included) are parsed
  * here; the daemon supplies whole messages and cached ENVELOPE /
  * BODYSTRUCTURE values, and BODY[section]<partial> data is cut out with the
- * backend MIME library. A non-PEEK body fetch in a read-write mailbox first
+ * backend MIME library, as are BINARY[section]<partial> and BINARY.SIZE
+ * (RFC 3516: the part's content transfer-decoded). A non-PEEK body fetch in a read-write mailbox first
  * asks for \Seen with a silent STORE request.
  */
 #include "imap-session-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "postern/mail-date.h"
+#include "postern/mail-decode.h"
 #include "postern/mail-imap.h"
 #include "postern/mail-message.h"
 
@@ -19,7 +22,7 @@
 
 enum fetch_kind {
 	FI_UID, FI_FLAGS, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE,
-	FI_BODYSTRUCTURE, FI_BODY, FI_SECTION,
+	FI_BODYSTRUCTURE, FI_BODY, FI_SECTION, FI_BINARY, FI_BINARY_SIZE,
 };
 
 struct fetch_item {
@@ -96,15 +99,25 @@ static int add_section(struct imap_session *s, const struct imap_arg *a,
 		       const char **error_r)
 {
 	bool peek;
+	enum fetch_kind kind = FI_SECTION;
 	if (strcasecmp(a->str, "BODY") == 0)
 		peek = false;
 	else if (strcasecmp(a->str, "BODY.PEEK") == 0)
 		peek = true;
-	else {
-		*error_r = "Unknown FETCH section item (BINARY is not supported)";
+	else if (strcasecmp(a->str, "BINARY") == 0) {
+		peek = false;
+		kind = FI_BINARY;
+	} else if (strcasecmp(a->str, "BINARY.PEEK") == 0) {
+		peek = true;
+		kind = FI_BINARY;
+	} else if (strcasecmp(a->str, "BINARY.SIZE") == 0) {
+		peek = true;
+		kind = FI_BINARY_SIZE;
+	} else {
+		*error_r = "Unknown FETCH section item";
 		return -1;
 	}
-	struct fetch_item *it = item_add(s, FI_SECTION);
+	struct fetch_item *it = item_add(s, kind);
 	if (it == NULL) {
 		*error_r = "Too many FETCH items";
 		return -1;
@@ -122,6 +135,32 @@ static int add_section(struct imap_session *s, const struct imap_arg *a,
 	}
 	if (mail_section_parse(text, tlen, &it->sec, error_r) < 0)
 		return -1;
+	if (kind != FI_SECTION) {
+		/* RFC 3516: section-binary = "[" [section-part] "]" */
+		if (it->sec.kind != MAIL_SECTION_ALL || a->list_count > 1 ||
+		    (kind == FI_BINARY_SIZE && a->has_partial)) {
+			*error_r = "BINARY takes only a part number";
+			return -1;
+		}
+		char label[16 + 4 * MAIL_SECTION_MAX_PARTS * 11];
+		size_t at = (size_t)snprintf(label, sizeof(label), "%s[",
+					     kind == FI_BINARY ? "BINARY" : "BINARY.SIZE");
+		for (unsigned int i = 0; i < it->sec.n_part; i++)
+			at += (size_t)snprintf(label + at, sizeof(label) - at, "%s%u",
+					       i ? "." : "", it->sec.part[i]);
+		snprintf(label + at, sizeof(label) - at, "]");
+		it->label = cmd_strndup(s, label, strlen(label));
+		if (it->label == NULL) {
+			*error_r = "Out of memory";
+			return -1;
+		}
+		if (a->has_partial) {
+			it->partial = true;
+			it->off = a->partial_offset;
+			it->size = a->partial_size;
+		}
+		return 0;
+	}
 	bool fields = it->sec.kind == MAIL_SECTION_HEADER_FIELDS ||
 		      it->sec.kind == MAIL_SECTION_HEADER_FIELDS_NOT;
 	if (fields != (a->list_count == 2) || a->list_count > 2) {
@@ -266,6 +305,8 @@ void cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 		case FI_BODYSTRUCTURE: need |= IMAP_NEED_BODYSTRUCTURE; break;
 		case FI_BODY: need |= IMAP_NEED_MESSAGE; break;
 		case FI_SECTION:
+		case FI_BINARY:
+		case FI_BINARY_SIZE:
 			need |= IMAP_NEED_MESSAGE;
 			if (!f->peek && !s->readonly)
 				s->fetch_set_seen = true;
@@ -332,6 +373,101 @@ static int out_section(struct imap_session *s, const struct fetch_item *f,
 		}
 	}
 	out_printf(s, " {%zu}\r\n", len);
+	if (len > 0)
+		out_mem(s, p, len);
+	pn_buf_free(&tmp);
+	return 0;
+}
+
+/* The decoded content of a BINARY section into tmp (or a range of the
+ * message). Returns 1, 0 for a part that does not exist, -1 with
+ * *unknown_cte for a transfer encoding we cannot decode or when tmp is
+ * full. */
+static int binary_data(const struct mail_message *msg, const struct mail_section *sec,
+		       struct pn_buf *tmp, const uint8_t **p_r, size_t *len_r,
+		       bool *unknown_cte)
+{
+	*unknown_cte = false;
+	if (sec->n_part == 0) {
+		*p_r = msg->data;
+		*len_r = msg->size;
+		return 1;
+	}
+	const struct mail_part *part = mail_part_lookup(msg, sec->part, sec->n_part);
+	if (part == NULL)
+		return 0;
+	const uint8_t *body = msg->data + part->body_off;
+	if ((part->flags & MAIL_PART_MULTIPART) == 0) {
+		switch (part->cte) {
+		case MAIL_CTE_BASE64:
+			if (mail_base64_decode(body, part->body_size, tmp) < 0)
+				return -1;
+			*p_r = pn_buf_rptr(tmp);
+			*len_r = pn_buf_len(tmp);
+			return 1;
+		case MAIL_CTE_QP:
+			if (mail_qp_decode(body, part->body_size, tmp) < 0)
+				return -1;
+			*p_r = pn_buf_rptr(tmp);
+			*len_r = pn_buf_len(tmp);
+			return 1;
+		case MAIL_CTE_OTHER:
+			*unknown_cte = true;
+			return -1;
+		default:
+			break;
+		}
+	}
+	*p_r = body;
+	*len_r = part->body_size;
+	return 1;
+}
+
+static int out_binary(struct imap_session *s, const struct fetch_item *f,
+		      struct mail_message **msg, const struct imap_message_data *md,
+		      const char **error_r)
+{
+	if (*msg == NULL && mail_message_parse(md->data, md->data_len, NULL, msg, error_r) < 0)
+		return -1;
+	struct pn_buf tmp;
+	const uint8_t *p = NULL;
+	size_t len = 0;
+	bool unknown;
+	pn_buf_init(&tmp, s->set.max_output);
+	int r = binary_data(*msg, &f->sec, &tmp, &p, &len, &unknown);
+	out_str(s, f->label);
+	if (r < 0 && unknown) {
+		/* RFC 3516 section 4.3: the command ends with NO [UNKNOWN-CTE]. */
+		s->step = 2;
+		out_str(s, f->kind == FI_BINARY_SIZE ? " 0" : " NIL");
+		pn_buf_free(&tmp);
+		return 0;
+	}
+	if (r < 0) {
+		pn_buf_free(&tmp);
+		*error_r = "section too large";
+		return -1;
+	}
+	if (r == 0)
+		len = 0;
+	if (f->kind == FI_BINARY_SIZE) {
+		out_printf(s, " %zu", len);
+		pn_buf_free(&tmp);
+		return 0;
+	}
+	if (f->partial) {
+		out_printf(s, "<%llu>", (unsigned long long)f->off);
+		if (f->off >= len) {
+			len = 0;
+		} else {
+			p += f->off;
+			len -= (size_t)f->off;
+			if (f->size < len)
+				len = (size_t)f->size;
+		}
+	}
+	/* literal8 when the data holds NUL (RFC 3516 section 4.2). */
+	out_printf(s, " %s{%zu}\r\n", len > 0 && memchr(p, '\0', len) != NULL ? "~" : "", len);
 	if (len > 0)
 		out_mem(s, p, len);
 	pn_buf_free(&tmp);
@@ -415,6 +551,15 @@ static int out_fetch(struct imap_session *s, uint32_t seq,
 				break;
 			}
 			ret = out_section(s, f, &msg, md, error_r);
+			break;
+		case FI_BINARY:
+		case FI_BINARY_SIZE:
+			if (md->data == NULL) {
+				*error_r = "message data missing";
+				ret = -1;
+				break;
+			}
+			ret = out_binary(s, f, &msg, md, error_r);
 			break;
 		}
 	}

@@ -17,7 +17,7 @@
 #include "imap-utf7.h"
 
 #define CAPS_COMMON "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS MOVE UNSELECT " \
-	"NAMESPACE ID ENABLE SPECIAL-USE CHILDREN"
+	"NAMESPACE ID ENABLE SPECIAL-USE CHILDREN BINARY"
 
 void imap_settings_defaults(struct imap_settings *set_r)
 {
@@ -872,7 +872,9 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
 				cmd_done(s, "NO", "%s", result_text(result) + 3);
 			return 0;
 		}
-		if (result == IMAP_RESULT_OK)
+		if (result == IMAP_RESULT_OK && s->step == 2)
+			cmd_done(s, "NO", "[UNKNOWN-CTE] Cannot decode a part's transfer encoding");
+		else if (result == IMAP_RESULT_OK)
 			cmd_done(s, "OK", "%sFETCH completed", s->uid_cmd ? "UID " : "");
 		else
 			cmd_done(s, "NO", "%s", result_text(result) + 3);

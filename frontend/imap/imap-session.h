@@ -1,7 +1,8 @@
 /* IMAP server session engine: RFC 3501 (IMAP4rev1) with LITERAL+ (RFC 7888),
  * SASL-IR (RFC 4959), IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851),
  * UNSELECT (RFC 3691), NAMESPACE (RFC 2342), ID (RFC 2971), ENABLE
- * (RFC 5161), SPECIAL-USE (RFC 6154) and CHILDREN (RFC 3348).
+ * (RFC 5161), SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348) and BINARY
+ * (RFC 3516: FETCH BINARY[part]<partial>, BINARY.PEEK, BINARY.SIZE).
  *
  * The engine is sans-IO: no I/O, no storage; it includes no ring, socket,
  * database or TLS header. The daemon owns the connection and the storage:

@@ -10,7 +10,7 @@
 #include "imap-session-private.h"
 
 #define CAPS "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID " \
-	"ENABLE SPECIAL-USE CHILDREN"
+	"ENABLE SPECIAL-USE CHILDREN BINARY"
 #define LOGGED_IN "OK [CAPABILITY " CAPS "] Logged in\r\n"
 #define SELECT_INBOX \
 	"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n" \
@@ -74,6 +74,9 @@ static void expect_set(const struct imap_settings *set, const char *input,
 #define EXPECT_CLOSED(input, expected) do { \
 	struct imap_settings set_; settings(&set_, true); \
 	expect_set(&set_, input, expected, true, __LINE__); } while (0)
+
+static void feed_str(struct fake *f, const char *s);
+static void check_out(struct fake *f, const char *expected, int line);
 
 PN_TEST(test_greeting)
 {
@@ -228,16 +231,49 @@ PN_TEST(test_fetch)
 	       "b OK [READ-ONLY] EXAMINE completed\r\n"
 	       "* 2 FETCH (BODY[1] {10}\r\nFirst part)\r\nc OK FETCH completed\r\n");
 	/* Errors. */
-	EXPECT(LOGIN_SELECT "c FETCH 4 FLAGS\r\nd FETCH 1 (FLAGS BOGUS)\r\ne FETCH 1 BINARY[1]\r\n"
+	EXPECT(LOGIN_SELECT "c FETCH 4 FLAGS\r\nd FETCH 1 (FLAGS BOGUS)\r\ne FETCH 1 BINARY\r\n"
 	       "f FETCH 1 BODY[HEADER.FIELDS]\r\ng FETCH 1 BODY[1.X]\r\nh FETCH 1\r\n"
 	       "i UID FETCH 100:200 FLAGS\r\nj FETCH 1 ()\r\n",
 	       LOGIN_SELECT_OUT
 	       "c BAD Message sequence number out of range\r\nd BAD Unknown FETCH item\r\n"
-	       "e BAD Unknown FETCH section item (BINARY is not supported)\r\n"
+	       "e BAD Unknown FETCH item\r\n"
 	       "f BAD HEADER.FIELDS needs a list of field names\r\n"
 	       "g BAD unknown section\r\n"
 	       "h BAD Expected FETCH sequence-set items\r\n"
 	       "i OK UID FETCH completed\r\nj BAD Empty FETCH item list\r\n");
+}
+
+PN_TEST(test_binary)
+{
+	static const char b64msg[] =
+		"Subject: att\r\nMIME-Version: 1.0\r\n"
+		"Content-Type: multipart/mixed; boundary=x\r\n\r\n"
+		"--x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+		"caf=C3=A9\r\n"
+		"--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+		"AAEC\r\n"
+		"--x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n"
+		"zzz\r\n--x--\r\n";
+	struct imap_settings set;
+	struct fake f;
+
+	settings(&set, true);
+	fake_init(&f, &set);
+	f.msgs[2].data = b64msg;
+	feed_str(&f, LOGIN_SELECT);
+	pn_buf_reset(&f.out);
+	feed_str(&f, "c FETCH 3 (BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2]<1.5>)\r\n"
+		 "d FETCH 3 BINARY.PEEK[3]\r\ne FETCH 3 BINARY[1.MIME]\r\nf FETCH 1 BINARY.SIZE[]\r\n");
+	check_out(&f, "* 3 FETCH (BINARY[1] {5}\r\ncaf\xc3\xa9 BINARY.SIZE[2] 3 BINARY[2]<1> {2}\r\n\x01\x02)\r\n"
+		  "c OK FETCH completed\r\n* 3 FETCH (BINARY[3] NIL)\r\n"
+		  "d NO [UNKNOWN-CTE] Cannot decode a part's transfer encoding\r\n"
+		  "e BAD BINARY takes only a part number\r\n"
+		  "* 1 FETCH (BINARY.SIZE[] 152)\r\nf OK FETCH completed\r\n", __LINE__);
+	/* NUL in the data: literal8. */
+	feed_str(&f, "g FETCH 3 BINARY.PEEK[2]\r\n");
+	static const char want[] = "* 3 FETCH (BINARY[2] ~{3}\r\n\0\1\2)\r\ng OK FETCH completed\r\n";
+	CHECK_MEM(pn_buf_rptr(&f.out), pn_buf_len(&f.out), want, sizeof(want) - 1);
+	fake_free(&f);
 }
 
 PN_TEST(test_mailboxes)
@@ -544,6 +580,8 @@ PN_TEST(test_malformed)
 		{ "a FETCH x FLAGS\r\n", "a BAD" },
 		{ "a FETCH 0 FLAGS\r\n", "a BAD" },
 		{ "a FETCH 1 BODY[\r\n", "a BAD" },
+		{ "a FETCH 1 BINARY.SIZE[1]<0.1>\r\n", "a BAD BINARY takes only a part number\r\n" },
+		{ "a FETCH 1 BODYX[1]\r\n", "a BAD Unknown FETCH section item\r\n" },
 		{ "a STORE 1\r\n", "a BAD" },
 		{ "a COPY 1\r\n", "a BAD" },
 		{ "a UID\r\n", "a BAD Expected UID FETCH/SEARCH/STORE/COPY/MOVE/EXPUNGE\r\n" },
@@ -664,6 +702,7 @@ PN_TEST_MAIN("test-imap-session",
 	     PN_TEST_CASE(test_auth),
 	     PN_TEST_CASE(test_states),
 	     PN_TEST_CASE(test_fetch),
+	     PN_TEST_CASE(test_binary),
 	     PN_TEST_CASE(test_mailboxes),
 	     PN_TEST_CASE(test_append),
 	     PN_TEST_CASE(test_search),
