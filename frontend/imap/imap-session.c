@@ -524,9 +524,10 @@ static void cmd_capability(struct imap_session *s)
 
 static void cmd_logout(struct imap_session *s)
 {
+	/* Pending mailbox changes are not worth telling now. */
+	s->state = IMAP_STATE_LOGOUT;
 	out_str(s, "* BYE Logging out\r\n");
 	cmd_done(s, "OK", "LOGOUT completed");
-	s->state = IMAP_STATE_LOGOUT;
 	s->close_pending = true;
 	s->close_reason = "logout";
 }
@@ -927,7 +928,7 @@ static const struct {
 	{ "DELETE", AUTH }, { "RENAME", AUTH }, { "SUBSCRIBE", AUTH },
 	{ "UNSUBSCRIBE", AUTH }, { "LIST", AUTH }, { "LSUB", AUTH },
 	{ "STATUS", AUTH }, { "APPEND", AUTH }, { "IDLE", AUTH },
-	{ "NAMESPACE", AUTH }, { "ENABLE", AUTH },
+	{ "NAMESPACE", AUTH }, { "ENABLE", 2 }, /* RFC 5161: not when selected */
 	{ "CHECK", SEL }, { "CLOSE", SEL }, { "UNSELECT", SEL }, { "EXPUNGE", SEL },
 	{ "SEARCH", SEL }, { "FETCH", SEL }, { "STORE", SEL }, { "COPY", SEL },
 	{ "MOVE", SEL }, { "UID", SEL },
@@ -959,6 +960,8 @@ static void dispatch_command(struct imap_session *s, const struct imap_event *ev
 			cmd_done(s, "BAD", "%s needs authentication first", name);
 		else if (commands[i].states == NOAUTH)
 			cmd_done(s, "BAD", "Already authenticated");
+		else if (commands[i].states == 2)
+			cmd_done(s, "BAD", "%s is not allowed with a mailbox selected", name);
 		else
 			cmd_done(s, "BAD", "%s needs a selected mailbox", name);
 		return;

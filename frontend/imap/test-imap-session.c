@@ -310,7 +310,7 @@ PN_TEST(test_mailboxes)
 	       "j STATUS nope (MESSAGES)\r\nk CREATE Sent\r\nl CREATE foo/\r\nm DELETE inbox\r\n"
 	       "n RENAME a INBOX\r\no SUBSCRIBE \"Caf&AOk-\"\r\np CREATE \"bad&name\"\r\n"
 	       "q UNSUBSCRIBE Sent\r\nr RENAME Sent Old/Sent\r\ns DELETE Trash\r\n"
-	       "t STATUS INBOX (BOGUS)\r\nu CREATE \"a//b\"\r\nv NAMESPACE\r\nw ENABLE CONDSTORE\r\n",
+	       "t STATUS INBOX (BOGUS)\r\nu CREATE \"a//b\"\r\nv NAMESPACE\r\nw ENABLE CONDSTORE\r\nx ENABLE\r\n",
 	       "a " LOGGED_IN
 	       "* STATUS \"INBOX\" (UIDNEXT 6 MESSAGES 3 UNSEEN 2)\r\ni OK STATUS completed\r\n"
 	       "j NO [NONEXISTENT] Mailbox does not exist\r\n"
@@ -320,7 +320,7 @@ PN_TEST(test_mailboxes)
 	       "q OK UNSUBSCRIBE completed\r\nr OK RENAME completed\r\ns OK DELETE completed\r\n"
 	       "t BAD Unknown STATUS item\r\nu NO Invalid mailbox name\r\n"
 	       "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nv OK NAMESPACE completed\r\n"
-	       "* ENABLED\r\nw OK ENABLE completed\r\n");
+	       "* ENABLED\r\nw OK ENABLE completed\r\nx BAD Expected ENABLE capability...\r\n");
 }
 
 PN_TEST(test_append)
@@ -595,13 +595,13 @@ PN_TEST(test_malformed)
 		{ "a LIST (FOO) \"\" *\r\n", "a BAD Unknown LIST selection option\r\n" },
 		{ "a STATUS INBOX\r\n", "a BAD Expected STATUS mailbox (items)\r\n" },
 		{ "a ID (\"a\")\r\n", "a BAD Expected ID NIL or a list of field/value pairs\r\n" },
-		{ "a ENABLE\r\n", "a BAD Expected ENABLE capability...\r\n" },
 		{ "a APPEND\r\n", "a BAD Expected APPEND mailbox [(flags)] [date-time] literal\r\n" },
 		{ "a \"x\r\n", "a BAD" },
 		{ "a NOOP\n", "a BAD" },
 		{ "a RENAME x\r\n", "a BAD Expected RENAME old-name new-name\r\n" },
 		{ "a SEARCH NOT\r\n", "a BAD Missing search key argument\r\n" },
 		{ "a STARTTLS\r\n", "a BAD Already authenticated\r\n" },
+		{ "a ENABLE X\r\n", "a BAD ENABLE is not allowed with a mailbox selected\r\n" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char in[512];
