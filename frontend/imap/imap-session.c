@@ -1084,6 +1084,8 @@ static void literal_continue(struct imap_session *s, const struct imap_event *ev
 			too_many_bad(s);
 		s->appending = false;
 		pn_buf_free(&s->append_buf);
+		if (s->cmd != CMD_NONE)
+			cmd_end(s);
 		return;
 	}
 	out_str(s, "+ OK\r\n");

@@ -51,6 +51,13 @@
  * giving the next message. Pointers in an action stay valid until the next
  * call of any imap_session_* function, except act.req (see above).
  *
+ * Not implemented (not advertised; the commands or arguments get BAD):
+ * IMAP4rev2, CONDSTORE/QRESYNC (STORE UNCHANGEDSINCE, MODSEQ), MULTIAPPEND,
+ * SEARCHRES ("$"), ESEARCH, UTF8=ACCEPT. LIST accepts the RFC 5258
+ * selection options SUBSCRIBED/REMOTE/RECURSIVEMATCH/SPECIAL-USE and return
+ * options SUBSCRIBED/CHILDREN/SPECIAL-USE and pattern lists, without
+ * advertising LIST-EXTENDED (RECURSIVEMATCH has no effect).
+ *
  * Threads: one thread at a time per session.
  */
 #ifndef POSTERN_IMAP_SESSION_H
@@ -369,7 +376,11 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
  * mailbox is selected, for an EXISTS whose UID is not above every known
  * one, and for EXPUNGE/FLAGS of a message the client does not know. Call
  * next() afterwards: during IDLE the update is a SEND at once. Flags are
- * copied. Returns 0, or -1 if out of memory. */
+ * copied. Changes made by this session's own requests (STORE, EXPUNGE,
+ * MOVE) are reported by their results; do not notify them again (a FLAGS
+ * echo would only repeat a FETCH response). New messages from its own
+ * APPEND or COPY into the selected mailbox must be notified as EXISTS.
+ * Returns 0, or -1 if out of memory. */
 int imap_session_notify(struct imap_session *s, const struct imap_notify *n);
 
 enum imap_state imap_session_state(const struct imap_session *s);
