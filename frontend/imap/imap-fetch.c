@@ -753,8 +753,10 @@ int imap_session_copy_result(struct imap_session *s, enum imap_result result,
 		 * EXPUNGEs, then the tagged OK. */
 		if (text[0] != '\0')
 			out_printf(s, "* OK %sMoved\r\n", text);
-		for (size_t i = 0; i < count; i++) {
-			uint32_t seq = view_seq(s, src_uids[i]);
+		/* Every message asked for is gone from here, whether or not
+		 * the daemon could say where each one went. */
+		for (size_t i = 0; i < s->req.uid_count; i++) {
+			uint32_t seq = view_seq(s, s->req.uids[i]);
 			if (seq != 0) {
 				out_printf(s, "* %u EXPUNGE\r\n", seq);
 				view_remove_seq(s, seq);

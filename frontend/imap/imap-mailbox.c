@@ -44,7 +44,7 @@ const char *mailbox_arg(struct imap_session *s, const struct imap_arg *arg)
 		return NULL;
 	}
 	if (memchr(str, '*', len) != NULL || memchr(str, '%', len) != NULL ||
-	    str[0] == '/' || strstr(str, "//") != NULL) {
+	    str[0] == '/' || str[len - 1] == '/' || strstr(str, "//") != NULL) {
 		cmd_done(s, "NO", "Invalid mailbox name");
 		return NULL;
 	}
@@ -197,7 +197,9 @@ void cmd_mailbox_op(struct imap_session *s, enum imap_cmd cmd, const struct imap
 	/* RFC 3501 6.3.3: CREATE "a/" creates "a". */
 	struct imap_arg tmp;
 	const struct imap_arg *first = &args[0];
-	if (cmd == CMD_CREATE && args[0].len > 1 && args[0].str[args[0].len - 1] == '/') {
+	if (cmd == CMD_CREATE && (args[0].type == IMAP_ARG_ATOM || args[0].type == IMAP_ARG_QUOTED ||
+				  args[0].type == IMAP_ARG_LITERAL) &&
+	    args[0].len > 1 && args[0].str[args[0].len - 1] == '/') {
 		tmp = args[0];
 		tmp.len--;
 		char *c = cmd_strndup(s, tmp.str, tmp.len);

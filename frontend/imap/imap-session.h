@@ -355,7 +355,7 @@ int imap_session_append_result(struct imap_session *s, enum imap_result result,
 			       uint32_t uidvalidity, uint32_t uid,
 			       const char **error_r);
 /* src_uids[i] was copied to dst_uids[i]; count 0 gives no COPYUID. For a
- * move the engine sends EXPUNGE for src_uids. */
+ * successful move the engine sends EXPUNGE for every UID of the request. */
 int imap_session_copy_result(struct imap_session *s, enum imap_result result,
 			     uint32_t uidvalidity, const uint32_t *src_uids,
 			     const uint32_t *dst_uids, size_t count,

@@ -576,6 +576,8 @@ PN_TEST(test_malformed)
 		{ "a CREATE\r\n", "a BAD Expected a mailbox name\r\n" },
 		{ "a SELECT\r\n", "a BAD Expected SELECT mailbox\r\n" },
 		{ "a SELECT (x)\r\n", "a BAD Expected a mailbox name\r\n" },
+		{ "a SELECT x/\r\n", "a NO Invalid mailbox name\r\n" },
+		{ "a CREATE (x/)\r\n", "a BAD Expected a mailbox name\r\n" },
 		{ "a FETCH\r\n", "a BAD Expected FETCH sequence-set items\r\n" },
 		{ "a FETCH x FLAGS\r\n", "a BAD" },
 		{ "a FETCH 0 FLAGS\r\n", "a BAD" },
