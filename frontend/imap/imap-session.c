@@ -689,6 +689,11 @@ static void auth_login_user(struct imap_session *s, const char *b64, size_t len)
 {
 	if (!auth_login_step(s, b64, len, s->auth_user, sizeof(s->auth_user)))
 		return;
+	if (s->auth_user[0] == '\0') {
+		auth_wipe(s);
+		cmd_done(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+		return;
+	}
 	s->auth_step = AUTH_LOGIN_PASS;
 	auth_continue(s, "UGFzc3dvcmQ6");
 }

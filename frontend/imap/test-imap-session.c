@@ -168,8 +168,11 @@ PN_TEST(test_auth)
 	       "+ \r\na BAD Authentication cancelled\r\nb BAD Invalid base64 in SASL response\r\n"
 	       "c NO Unsupported authentication mechanism\r\n+ UGFzc3dvcmQ6\r\nd " LOGGED_IN);
 	/* authzid present; empty user. */
-	EXPECT("a AUTHENTICATE PLAIN =\r\n",
-	       "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+	EXPECT("a AUTHENTICATE PLAIN =\r\nb AUTHENTICATE LOGIN =\r\n"
+	       "c AUTHENTICATE PLAIN dXNlcgB1c2VyAHB3\r\n",
+	       "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+	       "b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+	       "c NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
 }
 
 PN_TEST(test_states)
@@ -681,6 +684,86 @@ PN_TEST(test_shutdown_and_disconnect)
 	fake_free(&f);
 }
 
+/* Feeds a command and returns the request it makes (not answered yet). */
+static const struct imap_request *request_of(struct fake *f, const char *cmd)
+{
+	struct imap_action act;
+	CHECK_INT(imap_session_feed(f->s, cmd, strlen(cmd)), strlen(cmd));
+	while (imap_session_next(f->s, &act) == 1) {
+		if (act.type == IMAP_ACTION_REQUEST)
+			return act.req;
+	}
+	CHECK(!"no request");
+	return NULL;
+}
+
+PN_TEST(test_request_fields)
+{
+	struct imap_settings set;
+	struct fake f;
+	const struct imap_request *r;
+
+	settings(&set, true);
+	fake_init(&f, &set);
+	r = request_of(&f, "a AUTHENTICATE PLAIN Ym9zcwBhbGljZQBzZWNyZXQ=\r\n");
+	CHECK_INT(r->type, IMAP_REQ_AUTH_VERIFY);
+	CHECK_INT(r->auth.mech, IMAP_AUTH_PLAIN);
+	CHECK_STR(r->auth.authzid, "boss");
+	CHECK_STR(r->auth.user, "alice");
+	CHECK_STR(r->auth.password, "secret");
+	fake_answer(&f, r);
+	r = request_of(&f, "b EXAMINE inbox\r\n");
+	CHECK_INT(r->type, IMAP_REQ_MAILBOX_SELECT);
+	CHECK_STR(r->mailbox, "INBOX");
+	CHECK(r->readonly);
+	fake_answer(&f, r);
+	r = request_of(&f, "c STATUS Inbox/Sub (UNSEEN RECENT)\r\n");
+	CHECK_INT(r->type, IMAP_REQ_MAILBOX_STATUS);
+	CHECK_STR(r->mailbox, "INBOX/Sub");
+	CHECK_INT(r->status_items, IMAP_STATUS_UNSEEN | IMAP_STATUS_RECENT);
+	fake_answer(&f, r);
+	r = request_of(&f, "d APPEND Sent (\\seen $X) \" 5-Feb-2024 01:02:03 -0130\" {3+}\r\nabc\r\n");
+	CHECK_INT(r->type, IMAP_REQ_APPEND);
+	CHECK_STR(r->mailbox, "Sent");
+	CHECK_INT(r->flag_count, 2);
+	CHECK_STR(r->flags[0], "\\Seen");
+	CHECK_STR(r->flags[1], "$X");
+	CHECK(r->has_date);
+	CHECK_INT(r->date, 1707091200 + 2 * 3600 + 32 * 60 + 3); /* 02:32:03 UTC */
+	CHECK_INT(r->date_tz, -90);
+	CHECK_MEM(r->data, r->data_len, "abc", 3);
+	fake_answer(&f, r);
+	r = request_of(&f, "e RENAME \"Caf&AOk-\" Work/Old\r\n");
+	CHECK_INT(r->type, IMAP_REQ_MAILBOX_RENAME);
+	CHECK_STR(r->mailbox, "Caf&AOk-");
+	CHECK_STR(r->new_name, "Work/Old");
+	fake_answer(&f, r);
+	r = request_of(&f, "f SELECT INBOX\r\n");
+	fake_answer(&f, r);
+	r = request_of(&f, "g UID STORE 1:4 -FLAGS.SILENT (\\Deleted)\r\n");
+	CHECK_INT(r->type, IMAP_REQ_STORE);
+	CHECK_INT(r->store_op, IMAP_STORE_REMOVE);
+	CHECK(r->silent);
+	CHECK_INT(r->uid_count, 2);
+	CHECK_INT(r->uids[0], 1);
+	CHECK_INT(r->uids[1], 2);
+	fake_answer(&f, r);
+	r = request_of(&f, "h MOVE 2:* Trash\r\n");
+	CHECK_INT(r->type, IMAP_REQ_COPY);
+	CHECK(r->move);
+	CHECK_INT(r->uid_count, 2);
+	CHECK_INT(r->uids[1], 5);
+	fake_answer(&f, r);
+	r = request_of(&f, "i FETCH 1 (BODY.PEEK[] ENVELOPE)\r\n");
+	CHECK_INT(r->type, IMAP_REQ_MESSAGES);
+	CHECK_INT(r->need, IMAP_NEED_MESSAGE | IMAP_NEED_ENVELOPE);
+	fake_answer(&f, r);
+	r = request_of(&f, "j SEARCH FLAGGED LARGER 3\r\n");
+	CHECK_INT(r->need, IMAP_NEED_FLAGS | IMAP_NEED_SIZE);
+	fake_answer(&f, r);
+	fake_free(&f);
+}
+
 PN_TEST(test_list_match)
 {
 	CHECK(list_match("*", "a/b/c"));
@@ -716,4 +799,5 @@ PN_TEST_MAIN("test-imap-session",
 	     PN_TEST_CASE(test_literal_refusal),
 	     PN_TEST_CASE(test_malformed),
 	     PN_TEST_CASE(test_shutdown_and_disconnect),
+	     PN_TEST_CASE(test_request_fields),
 	     PN_TEST_CASE(test_list_match))
