@@ -531,9 +531,26 @@ void cmd_search(struct imap_session *s, const struct imap_arg *args)
 		cmd_done(s, "NO", "[SERVERBUG] Out of memory");
 		return;
 	}
-	memcpy(uids, s->uids, s->count * sizeof(uint32_t));
+	/* Only messages that pass the top-level sequence and UID keys are
+	 * worth reading ("UID SEARCH UID 500:* ..." of a syncing client). */
+	size_t n = 0;
+	for (size_t i = 0; i < s->count; i++) {
+		bool in = true;
+		for (const struct search_key *k = s->search; k != NULL && in; k = k->next) {
+			if (k->kind == SK_UID)
+				in = imap_seqset_contains(&k->set, s->uids[i]);
+			else if (k->kind == SK_SEQ)
+				in = imap_seqset_contains(&k->set, (uint32_t)(i + 1));
+		}
+		if (in)
+			uids[n++] = s->uids[i];
+	}
+	if (n == 0) {
+		search_finish(s);
+		return;
+	}
 	s->req.uids = uids;
-	s->req.uid_count = s->count;
+	s->req.uid_count = n;
 	s->req.need = need;
 	cmd_request(s, IMAP_REQ_MESSAGES);
 }

@@ -760,7 +760,20 @@ PN_TEST(test_request_fields)
 	fake_answer(&f, r);
 	r = request_of(&f, "j SEARCH FLAGGED LARGER 3\r\n");
 	CHECK_INT(r->need, IMAP_NEED_FLAGS | IMAP_NEED_SIZE);
+	CHECK_INT(r->uid_count, 1); /* uid 2 was moved away */
 	fake_answer(&f, r);
+	/* "2:*" with 1 the highest UID is "1:2" (RFC 3501 9). */
+	r = request_of(&f, "k UID SEARCH UID 2:* SUBJECT x\r\n");
+	CHECK_INT(r->need, IMAP_NEED_MESSAGE);
+	CHECK_INT(r->uid_count, 1);
+	fake_answer(&f, r);
+	/* Nothing can match: no request at all. */
+	int before = f.requests;
+	fake_pump(&f);
+	pn_buf_reset(&f.out);
+	feed_str(&f, "l UID SEARCH UID 3:4 SUBJECT x\r\n");
+	CHECK_INT(f.requests, before);
+	check_out(&f, "* SEARCH\r\nl OK UID SEARCH completed\r\n", __LINE__);
 	fake_free(&f);
 }
 
