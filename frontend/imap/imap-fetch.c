@@ -677,6 +677,8 @@ void cmd_store(struct imap_session *s, const struct imap_arg *args)
 
 /* --- COPY / MOVE --------------------------------------------------------- */
 
+/* RFC 3501 9: copy = "COPY" SP sequence-set SP mailbox
+ * RFC 6851: move = "MOVE" SP sequence-set SP mailbox */
 void cmd_copy(struct imap_session *s, const struct imap_arg *args, bool move)
 {
 	uint32_t *uids;
@@ -772,6 +774,8 @@ int imap_session_copy_result(struct imap_session *s, enum imap_result result,
 
 /* --- EXPUNGE / CLOSE / UNSELECT ------------------------------------------ */
 
+/* RFC 3501 9: expunge = "EXPUNGE"
+ * RFC 4315: uid-expunge = "UID" SP "EXPUNGE" SP sequence-set */
 void cmd_expunge(struct imap_session *s, const struct imap_arg *set)
 {
 	s->cmd = CMD_EXPUNGE;

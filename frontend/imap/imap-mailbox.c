@@ -68,6 +68,7 @@ static bool only_args(const struct imap_arg *args, size_t n)
 
 /* --- SELECT / EXAMINE --------------------------------------------------- */
 
+/* RFC 3501 9: select = "SELECT" SP mailbox; examine = "EXAMINE" SP mailbox */
 void cmd_select(struct imap_session *s, const struct imap_arg *args, bool readonly)
 {
 	if (!only_args(args, 1)) {
@@ -186,6 +187,9 @@ int imap_session_select_result(struct imap_session *s,
 
 /* --- CREATE / DELETE / RENAME / SUBSCRIBE / UNSUBSCRIBE ------------------ */
 
+/* RFC 3501 9: create = "CREATE" SP mailbox; delete = "DELETE" SP mailbox;
+ * rename = "RENAME" SP mailbox SP mailbox; subscribe = "SUBSCRIBE" SP
+ * mailbox; unsubscribe = "UNSUBSCRIBE" SP mailbox */
 void cmd_mailbox_op(struct imap_session *s, enum imap_cmd cmd, const struct imap_arg *args)
 {
 	size_t want = cmd == CMD_RENAME ? 2 : 1;

@@ -600,6 +600,8 @@ static bool copy_cred(char *dst, size_t dst_size, const char *src, size_t len)
 	return true;
 }
 
+/* RFC 3501 9: login = "LOGIN" SP userid SP password; userid = astring;
+ * password = astring */
 static void cmd_login(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	const char *user, *pass;
@@ -791,6 +793,7 @@ int imap_session_auth_result(struct imap_session *s, enum imap_result result,
 
 /* --- authenticated ------------------------------------------------------ */
 
+/* RFC 2177: idle = "IDLE" CRLF "DONE" */
 static void cmd_idle(struct imap_session *s)
 {
 	out_str(s, "+ idling\r\n");
@@ -811,6 +814,7 @@ static void idle_line(struct imap_session *s, const char *line, size_t len)
 		cmd_done(s, "BAD", "Expected DONE to end IDLE");
 }
 
+/* RFC 5161: command-any =/ "ENABLE" 1*(SP capability) */
 static void cmd_enable(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	if (n == 0) {
