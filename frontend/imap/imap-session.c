@@ -1330,3 +1330,15 @@ bool imap_session_idling(const struct imap_session *s)
 {
 	return s->idling;
 }
+
+const char *imap_session_mailbox(const struct imap_session *s, bool *readonly_r)
+{
+	if (readonly_r != NULL)
+		*readonly_r = s->readonly;
+	return s->state == IMAP_STATE_SELECTED ? s->mailbox : NULL;
+}
+
+size_t imap_session_message_count(const struct imap_session *s)
+{
+	return s->state == IMAP_STATE_SELECTED ? s->count : 0;
+}

@@ -384,6 +384,12 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
 int imap_session_notify(struct imap_session *s, const struct imap_notify *n);
 
 enum imap_state imap_session_state(const struct imap_session *s);
+/* The selected mailbox (wire form; the name given to the last successful
+ * MAILBOX_SELECT) or NULL; the daemon watches it for changes to notify.
+ * *readonly_r (may be NULL) tells EXAMINE. Valid until the next call. */
+const char *imap_session_mailbox(const struct imap_session *s, bool *readonly_r);
+/* Messages in the client's view of the selected mailbox (0 if none). */
+size_t imap_session_message_count(const struct imap_session *s);
 /* True while the session is in IDLE (the daemon may watch the mailbox). */
 bool imap_session_idling(const struct imap_session *s);
 

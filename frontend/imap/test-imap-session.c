@@ -738,8 +738,15 @@ PN_TEST(test_request_fields)
 	CHECK_STR(r->mailbox, "Caf&AOk-");
 	CHECK_STR(r->new_name, "Work/Old");
 	fake_answer(&f, r);
+	bool ro = false;
+	CHECK_STR(imap_session_mailbox(f.s, &ro), "INBOX"); /* EXAMINE above */
+	CHECK(ro);
 	r = request_of(&f, "f SELECT INBOX\r\n");
+	CHECK(imap_session_mailbox(f.s, NULL) == NULL); /* deselected first */
 	fake_answer(&f, r);
+	CHECK_STR(imap_session_mailbox(f.s, &ro), "INBOX");
+	CHECK(!ro);
+	CHECK_INT(imap_session_message_count(f.s), 3);
 	r = request_of(&f, "g UID STORE 1:4 -FLAGS.SILENT (\\Deleted)\r\n");
 	CHECK_INT(r->type, IMAP_REQ_STORE);
 	CHECK_INT(r->store_op, IMAP_STORE_REMOVE);
