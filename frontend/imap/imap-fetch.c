@@ -757,13 +757,7 @@ int imap_session_copy_result(struct imap_session *s, enum imap_result result,
 			out_printf(s, "* OK %sMoved\r\n", text);
 		/* Every message asked for is gone from here, whether or not
 		 * the daemon could say where each one went. */
-		for (size_t i = 0; i < s->req.uid_count; i++) {
-			uint32_t seq = view_seq(s, s->req.uids[i]);
-			if (seq != 0) {
-				out_printf(s, "* %u EXPUNGE\r\n", seq);
-				view_remove_seq(s, seq);
-			}
-		}
+		view_expunge(s, s->req.uids, s->req.uid_count);
 		cmd_done(s, "OK", "%s%s completed", s->uid_cmd ? "UID " : "", name);
 	} else {
 		cmd_done(s, "OK", "%s%s%s completed", text, s->uid_cmd ? "UID " : "", name);
@@ -826,13 +820,7 @@ int imap_session_expunge_result(struct imap_session *s, enum imap_result result,
 		cmd_done(s, "NO", "%s", result_text(result) + 3);
 		return 0;
 	}
-	for (size_t i = 0; i < count; i++) {
-		uint32_t seq = view_seq(s, uids[i]);
-		if (seq != 0) {
-			out_printf(s, "* %u EXPUNGE\r\n", seq);
-			view_remove_seq(s, seq);
-		}
-	}
+	view_expunge(s, uids, count);
 	cmd_done(s, "OK", "%sEXPUNGE completed", s->uid_cmd ? "UID " : "");
 	return 0;
 }

@@ -141,7 +141,9 @@ int parse_flags(struct imap_session *s, const struct imap_arg *arg,
 void out_flags(struct imap_session *s, const char *const *flags, size_t n);
 /* Sequence numbers of the view: 1-based index of uid, 0 if absent. */
 uint32_t view_seq(const struct imap_session *s, uint32_t uid);
-void view_remove_seq(struct imap_session *s, uint32_t seq);
+/* Removes the messages uids[0..n) (any order, unknown ones ignored) from
+ * the view, writing their EXPUNGE responses; O(count + n log n). */
+void view_expunge(struct imap_session *s, const uint32_t *uids, size_t n);
 void view_clear(struct imap_session *s);
 /* Resolves a sequence set (or UID set) to ascending UIDs in the view.
  * Returns 0, or -1 after answering BAD. */

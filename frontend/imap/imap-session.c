@@ -172,10 +172,52 @@ uint32_t view_seq(const struct imap_session *s, uint32_t uid)
 	return 0;
 }
 
-void view_remove_seq(struct imap_session *s, uint32_t seq)
+static int size_cmp(const void *a, const void *b)
 {
-	memmove(&s->uids[seq - 1], &s->uids[seq], (s->count - seq) * sizeof(uint32_t));
-	s->count--;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void view_expunge(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	size_t *pos = n > 0 ? malloc(n * sizeof(size_t)) : NULL;
+	size_t m = 0;
+
+	if (pos == NULL) {
+		/* One at a time: slower, same answers. */
+		for (size_t i = 0; i < n; i++) {
+			uint32_t seq = view_seq(s, uids[i]);
+			if (seq == 0)
+				continue;
+			out_printf(s, "* %u EXPUNGE\r\n", seq);
+			memmove(&s->uids[seq - 1], &s->uids[seq],
+				(s->count - seq) * sizeof(uint32_t));
+			s->count--;
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t seq = view_seq(s, uids[i]);
+		if (seq != 0)
+			pos[m++] = seq - 1;
+	}
+	if (m > 1)
+		qsort(pos, m, sizeof(size_t), size_cmp);
+	/* Each EXPUNGE renumbers the messages after it (RFC 3501 7.4.1):
+	 * the k-th removal in ascending order is at position pos - k. */
+	size_t k = 0, w = 0, removed = 0;
+	for (size_t r = 0; r < s->count; r++) {
+		if (k < m && pos[k] == r) {
+			while (k < m && pos[k] == r)
+				k++; /* duplicates */
+			out_printf(s, "* %zu EXPUNGE\r\n", r - removed + 1);
+			removed++;
+			continue;
+		}
+		s->uids[w++] = s->uids[r];
+	}
+	s->count = w;
+	free(pos);
 }
 
 static void pending_clear(struct imap_session *s)
@@ -299,13 +341,7 @@ static void flush_notifications(struct imap_session *s, bool allow_expunge)
 	if (s->state != IMAP_STATE_SELECTED)
 		return;
 	if (allow_expunge && s->pend_exp_n > 0) {
-		for (size_t i = 0; i < s->pend_exp_n; i++) {
-			uint32_t seq = view_seq(s, s->pend_exp[i]);
-			if (seq == 0)
-				continue;
-			out_printf(s, "* %u EXPUNGE\r\n", seq);
-			view_remove_seq(s, seq);
-		}
+		view_expunge(s, s->pend_exp, s->pend_exp_n);
 		s->pend_exp_n = 0;
 	}
 	if (s->pend_new_n > 0) {

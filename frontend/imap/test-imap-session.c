@@ -519,6 +519,20 @@ PN_TEST(test_notify_between_commands)
 	fake_free(f);
 }
 
+PN_TEST(test_expunge_order)
+{
+	struct fake *f = notify_session();
+	/* Reported in any order, answered with consistent numbers. */
+	notify(f, IMAP_NOTIFY_EXPUNGE, 5, NULL);
+	notify(f, IMAP_NOTIFY_EXPUNGE, 1, NULL);
+	notify(f, IMAP_NOTIFY_EXPUNGE, 1, NULL);
+	feed_str(f, "c NOOP\r\nd FETCH 1 UID\r\ne FETCH 2 UID\r\n");
+	check_out(f, "* 1 EXPUNGE\r\n* 2 EXPUNGE\r\nc OK NOOP completed\r\n"
+		  "* 1 FETCH (UID 2)\r\nd OK FETCH completed\r\n"
+		  "e BAD Message sequence number out of range\r\n", __LINE__);
+	fake_free(f);
+}
+
 PN_TEST(test_pipelining)
 {
 	/* Everything in one chunk: requests one at a time, in order. */
@@ -814,6 +828,7 @@ PN_TEST_MAIN("test-imap-session",
 	     PN_TEST_CASE(test_store_copy_expunge),
 	     PN_TEST_CASE(test_idle),
 	     PN_TEST_CASE(test_notify_between_commands),
+	     PN_TEST_CASE(test_expunge_order),
 	     PN_TEST_CASE(test_pipelining),
 	     PN_TEST_CASE(test_byte_at_a_time),
 	     PN_TEST_CASE(test_literal_refusal),
