@@ -16,6 +16,9 @@
 #include "postern/base64.h"
 #include "imap-utf7.h"
 
+/* Pending notifications kept beyond the size of the view. */
+#define PENDING_SLACK 1024
+
 #define CAPS_COMMON "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS MOVE UNSELECT " \
 	"NAMESPACE ID ENABLE SPECIAL-USE CHILDREN BINARY"
 
@@ -284,13 +287,15 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 				return 0;
 			}
 		}
-		if (view_seq(s, n->uid) == 0)
+		/* Duplicates are harmless: view_expunge() skips them. */
+		if (view_seq(s, n->uid) == 0 || s->pend_exp_n >= s->count + PENDING_SLACK)
 			return 0;
-		for (size_t i = 0; i < s->pend_exp_n; i++)
-			if (s->pend_exp[i] == n->uid)
-				return 0;
 		return u32_push(&s->pend_exp, &s->pend_exp_n, &s->pend_exp_cap, n->uid);
 	case IMAP_NOTIFY_FLAGS: {
+		/* Bounded: past the cap a change is not told before the
+		 * client asks (FETCH FLAGS shows the truth). */
+		if (s->pend_flags_n >= 2 * s->count + PENDING_SLACK)
+			return 0;
 		for (size_t i = 0; i < n->flag_count; i++) {
 			const char *f = n->flags[i];
 			if (f == NULL || *f == '\0' || strpbrk(f, " ()\r\n\"{") != NULL)
@@ -308,12 +313,13 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 			return -1;
 		}
 		char *str = (char *)b.data; /* owned now */
-		for (size_t i = 0; i < s->pend_flags_n; i++) {
-			if (s->pend_flags[i].uid == n->uid) {
-				free(s->pend_flags[i].flags);
-				s->pend_flags[i].flags = str;
-				return 0;
-			}
+		/* A message changed again right away replaces its entry; other
+		 * repeats are sent in order, the last one wins at the client.
+		 * (No search: a mass change must not cost O(n^2).) */
+		if (s->pend_flags_n > 0 && s->pend_flags[s->pend_flags_n - 1].uid == n->uid) {
+			free(s->pend_flags[s->pend_flags_n - 1].flags);
+			s->pend_flags[s->pend_flags_n - 1].flags = str;
+			return 0;
 		}
 		if (s->pend_flags_n == s->pend_flags_cap) {
 			size_t nc = s->pend_flags_cap ? s->pend_flags_cap * 2 : 8;
