@@ -278,19 +278,27 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 			s->pend_recent++;
 		return 0;
 	}
-	case IMAP_NOTIFY_EXPUNGE:
-		for (size_t i = 0; i < s->pend_new_n; i++) {
-			if (s->pend_new[i] == n->uid) {
-				memmove(&s->pend_new[i], &s->pend_new[i + 1],
-					(s->pend_new_n - i - 1) * sizeof(uint32_t));
-				s->pend_new_n--;
-				return 0;
-			}
+	case IMAP_NOTIFY_EXPUNGE: {
+		/* pend_new is ascending: binary search. */
+		size_t lo = 0, hi = s->pend_new_n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (s->pend_new[mid] < n->uid)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < s->pend_new_n && s->pend_new[lo] == n->uid) {
+			memmove(&s->pend_new[lo], &s->pend_new[lo + 1],
+				(s->pend_new_n - lo - 1) * sizeof(uint32_t));
+			s->pend_new_n--;
+			return 0;
 		}
 		/* Duplicates are harmless: view_expunge() skips them. */
 		if (view_seq(s, n->uid) == 0 || s->pend_exp_n >= s->count + PENDING_SLACK)
 			return 0;
 		return u32_push(&s->pend_exp, &s->pend_exp_n, &s->pend_exp_cap, n->uid);
+	}
 	case IMAP_NOTIFY_FLAGS: {
 		/* Bounded: past the cap a change is not told before the
 		 * client asks (FETCH FLAGS shows the truth). */
