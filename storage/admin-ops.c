@@ -119,6 +119,29 @@ static int lookup_domain(PGconn *conn, const char *name, bool lock, char *canon,
 	return 0;
 }
 
+/* The optional tenant and domain filters of the list commands as query
+ * parameters $1 (tenant id) and $2 (domain id); NULL where not given. */
+static int list_filter(PGconn *conn, const char *tenant, const char *domain,
+		       struct num_param_buf *b1, struct num_param_buf *b2,
+		       const char *params[2], const char **error_r)
+{
+	char canon[STORE_DOMAIN_MAX + 1];
+	int64_t tid, did, dtid;
+
+	params[0] = params[1] = NULL;
+	if (tenant != NULL) {
+		if (store_lookup_tenant(conn, tenant, false, &tid, error_r) < 0)
+			return -1;
+		params[0] = store_num_param(b1, tid);
+	}
+	if (domain != NULL) {
+		if (lookup_domain(conn, domain, false, canon, &did, &dtid, error_r) < 0)
+			return -1;
+		params[1] = store_num_param(b2, did);
+	}
+	return 0;
+}
+
 int store_parse_address_arg(const char *address, struct store_address *addr_r,
 			    char *canon, size_t canon_size, const char **error_r)
 {
@@ -565,21 +588,11 @@ int store_user_list(PGconn *conn, const char *tenant, const char *domain,
 		    store_user_cb *cb, void *ctx, const char **error_r)
 {
 	struct num_param_buf b1, b2;
-	const char *params[2] = { NULL, NULL };
-	char canon[STORE_DOMAIN_MAX + 1];
-	int64_t tid, did, dtid;
+	const char *params[2];
 	PGresult *res;
 
-	if (tenant != NULL) {
-		if (store_lookup_tenant(conn, tenant, false, &tid, error_r) < 0)
-			return -1;
-		params[0] = store_num_param(&b1, tid);
-	}
-	if (domain != NULL) {
-		if (lookup_domain(conn, domain, false, canon, &did, &dtid, error_r) < 0)
-			return -1;
-		params[1] = store_num_param(&b2, did);
-	}
+	if (list_filter(conn, tenant, domain, &b1, &b2, params, error_r) < 0)
+		return -1;
 	res = store_pg_exec(conn,
 		"SELECT a.id, a.address, t.name, a.enabled, a.quota_bytes, a.quota_messages,"
 		" u.bytes, u.messages"
@@ -790,21 +803,11 @@ int store_alias_list(PGconn *conn, const char *tenant, const char *domain,
 		     store_alias_cb *cb, void *ctx, const char **error_r)
 {
 	struct num_param_buf b1, b2;
-	const char *params[2] = { NULL, NULL };
-	char canon[STORE_DOMAIN_MAX + 1];
-	int64_t tid, did, dtid;
+	const char *params[2];
 	PGresult *res;
 
-	if (tenant != NULL) {
-		if (store_lookup_tenant(conn, tenant, false, &tid, error_r) < 0)
-			return -1;
-		params[0] = store_num_param(&b1, tid);
-	}
-	if (domain != NULL) {
-		if (lookup_domain(conn, domain, false, canon, &did, &dtid, error_r) < 0)
-			return -1;
-		params[1] = store_num_param(&b2, did);
-	}
+	if (list_filter(conn, tenant, domain, &b1, &b2, params, error_r) < 0)
+		return -1;
 	res = store_pg_exec(conn,
 		"SELECT al.source, al.destination, t.name"
 		" FROM aliases al JOIN tenants t ON t.id = al.tenant_id"
