@@ -21,7 +21,7 @@
 #define FETCH_MAX_ITEMS 100
 
 enum fetch_kind {
-	FI_UID, FI_FLAGS, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE,
+	FI_UID, FI_FLAGS, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE, FI_MODSEQ,
 	FI_BODYSTRUCTURE, FI_BODY, FI_SECTION, FI_BINARY, FI_BINARY_SIZE,
 };
 
@@ -59,7 +59,7 @@ static int add_simple(struct imap_session *s, const char *name)
 		{ "UID", FI_UID }, { "FLAGS", FI_FLAGS },
 		{ "INTERNALDATE", FI_INTERNALDATE }, { "RFC822.SIZE", FI_SIZE },
 		{ "ENVELOPE", FI_ENVELOPE }, { "BODYSTRUCTURE", FI_BODYSTRUCTURE },
-		{ "BODY", FI_BODY },
+		{ "BODY", FI_BODY }, { "MODSEQ", FI_MODSEQ },
 	};
 	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
 		if (strcasecmp(name, simple[i].name) == 0)
@@ -254,11 +254,25 @@ void cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 	size_t n;
 
 	if (args[0].type == IMAP_ARG_EOL || args[1].type == IMAP_ARG_EOL ||
-	    args[2].type != IMAP_ARG_EOL) {
+	    (args[2].type != IMAP_ARG_EOL &&
+	     (args[2].type != IMAP_ARG_LIST || args[3].type != IMAP_ARG_EOL))) {
 		cmd_done(s, "BAD", "Expected FETCH sequence-set items");
 		return;
 	}
 	s->cmd = CMD_FETCH;
+	/* RFC 7162 3.1.4.1: fetch-modifier = "CHANGEDSINCE" SP mod-sequence-valzer */
+	if (args[2].type == IMAP_ARG_LIST) {
+		const struct imap_arg *m = args[2].list;
+		if (args[2].list_count != 2 || !imap_arg_atom_equals(&m[0], "CHANGEDSINCE") ||
+		    m[1].type != IMAP_ARG_ATOM ||
+		    imap_parse_number64(m[1].str, m[1].len, &s->fetch_changedsince) < 0) {
+			cmd_done(s, "BAD", "Expected FETCH modifier (CHANGEDSINCE modseq)");
+			return;
+		}
+		if (!condstore_enable(s))
+			return;
+		s->fetch_changedsince_set = true;
+	}
 	s->fetch_items = cmd_alloc(s, FETCH_MAX_ITEMS * sizeof(struct fetch_item));
 	if (s->fetch_items == NULL) {
 		cmd_done(s, "NO", "[SERVERBUG] Out of memory");
@@ -298,6 +312,7 @@ void cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 		struct fetch_item *f = &s->fetch_items[i];
 		switch (f->kind) {
 		case FI_UID: break;
+		case FI_MODSEQ: need |= IMAP_NEED_MODSEQ; break;
 		case FI_FLAGS: need |= IMAP_NEED_FLAGS; has_flags = true; break;
 		case FI_INTERNALDATE: need |= IMAP_NEED_INTERNALDATE; break;
 		case FI_SIZE: need |= IMAP_NEED_SIZE; break;
@@ -317,6 +332,16 @@ void cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 	if (s->fetch_set_seen && !has_flags) {
 		item_add(s, FI_FLAGS);
 		need |= IMAP_NEED_FLAGS;
+	}
+	/* MODSEQ is asked for (which enables CONDSTORE), implied by
+	 * CHANGEDSINCE, and follows flag changes once CONDSTORE is on. */
+	bool has_modseq = (need & IMAP_NEED_MODSEQ) != 0;
+	if (has_modseq && !condstore_enable(s))
+		return;
+	if (!has_modseq && (s->fetch_changedsince_set ||
+			    (s->condstore && !s->nomodseq && s->fetch_set_seen))) {
+		item_add(s, FI_MODSEQ);
+		need |= IMAP_NEED_MODSEQ;
 	}
 	if (n == 0) {
 		cmd_done(s, "OK", "%sFETCH completed", s->uid_cmd ? "UID " : "");
@@ -510,6 +535,9 @@ static int out_fetch(struct imap_session *s, uint32_t seq,
 		case FI_SIZE:
 			out_printf(s, "RFC822.SIZE %llu", (unsigned long long)md->size);
 			break;
+		case FI_MODSEQ:
+			out_printf(s, "MODSEQ (%llu)", (unsigned long long)md->modseq);
+			break;
 		case FI_ENVELOPE:
 		case FI_BODYSTRUCTURE:
 		case FI_BODY: {
@@ -589,9 +617,15 @@ int fetch_message(struct imap_session *s, const struct imap_message_data *md,
 			out_printf(s, "UID %u ", md->uid);
 		out_str(s, "FLAGS ");
 		out_flags(s, md->flags, md->flag_count);
+		/* RFC 7162 3.1: with CONDSTORE on, flag changes carry MODSEQ. */
+		if (s->condstore && !s->nomodseq && md->modseq > 0)
+			out_printf(s, " MODSEQ (%llu)", (unsigned long long)md->modseq);
 		out_str(s, ")\r\n");
 		return 0;
 	}
+	/* CHANGEDSINCE: only messages changed after the given MODSEQ. */
+	if (s->fetch_changedsince_set && md->modseq <= s->fetch_changedsince)
+		return 0;
 	size_t mark = pn_buf_len(&s->out);
 	if (out_fetch(s, seq, md, error_r) < 0) {
 		/* Drop the partial response. */
@@ -612,17 +646,32 @@ void cmd_store(struct imap_session *s, const struct imap_arg *args)
 	uint32_t *uids;
 	size_t n;
 
-	if (args[0].type == IMAP_ARG_EOL || args[1].type == IMAP_ARG_EOL ||
-	    args[2].type == IMAP_ARG_EOL) {
+	s->cmd = CMD_STORE;
+	if (args[0].type == IMAP_ARG_EOL) {
 		cmd_done(s, "BAD", "Expected STORE sequence-set item flags");
 		return;
 	}
-	s->cmd = CMD_STORE;
-	if (args[1].type == IMAP_ARG_LIST) {
-		cmd_done(s, "BAD", "STORE modifiers (CONDSTORE) are not supported");
+	/* RFC 7162 3.1.3: store-modifier = "UNCHANGEDSINCE" SP
+	 * mod-sequence-valzer, in "(" ... ")" after the set. */
+	const struct imap_arg *a = &args[1];
+	if (a->type == IMAP_ARG_LIST) {
+		const struct imap_arg *m = a->list;
+		if (a->list_count != 2 || !imap_arg_atom_equals(&m[0], "UNCHANGEDSINCE") ||
+		    m[1].type != IMAP_ARG_ATOM ||
+		    imap_parse_number64(m[1].str, m[1].len, &s->req.unchangedsince) < 0) {
+			cmd_done(s, "BAD", "Expected STORE modifier (UNCHANGEDSINCE modseq)");
+			return;
+		}
+		if (!condstore_enable(s))
+			return;
+		s->req.has_unchangedsince = true;
+		a++;
+	}
+	if (a[0].type == IMAP_ARG_EOL || a[1].type == IMAP_ARG_EOL) {
+		cmd_done(s, "BAD", "Expected STORE sequence-set item flags");
 		return;
 	}
-	if (!imap_arg_get_atom(&args[1], &item)) {
+	if (!imap_arg_get_atom(&a[0], &item)) {
 		cmd_done(s, "BAD", "Expected FLAGS, +FLAGS or -FLAGS");
 		return;
 	}
@@ -644,15 +693,15 @@ void cmd_store(struct imap_session *s, const struct imap_arg *args)
 		return;
 	}
 	struct imap_arg list = { .type = IMAP_ARG_LIST };
-	const struct imap_arg *fl = &args[2];
-	if (args[2].type != IMAP_ARG_LIST) {
-		size_t k = 2;
-		while (args[k].type != IMAP_ARG_EOL)
+	const struct imap_arg *fl = &a[1];
+	if (a[1].type != IMAP_ARG_LIST) {
+		size_t k = 1;
+		while (a[k].type != IMAP_ARG_EOL)
 			k++;
-		list.list = &args[2];
-		list.list_count = k - 2;
+		list.list = &a[1];
+		list.list_count = k - 1;
 		fl = &list;
-	} else if (args[3].type != IMAP_ARG_EOL) {
+	} else if (a[2].type != IMAP_ARG_EOL) {
 		cmd_done(s, "BAD", "Unexpected arguments after the flag list");
 		return;
 	}
@@ -711,7 +760,7 @@ void cmd_copy(struct imap_session *s, const struct imap_arg *args, bool move)
 }
 
 /* RFC 4315 uid-set: ranges of consecutive UIDs joined by ",". */
-static void uidset_str(const uint32_t *uids, size_t n, struct pn_buf *b)
+void uidset_str(const uint32_t *uids, size_t n, struct pn_buf *b)
 {
 	for (size_t i = 0; i < n;) {
 		size_t j = i;

@@ -68,10 +68,22 @@ static bool only_args(const struct imap_arg *args, size_t n)
 
 /* --- SELECT / EXAMINE --------------------------------------------------- */
 
-/* RFC 3501 9: select = "SELECT" SP mailbox; examine = "EXAMINE" SP mailbox */
+/* RFC 3501 9: select = "SELECT" SP mailbox; examine = "EXAMINE" SP mailbox
+ * RFC 7162 / RFC 4466: [SP "(" select-param *(SP select-param) ")"],
+ * of which we know "CONDSTORE". */
 void cmd_select(struct imap_session *s, const struct imap_arg *args, bool readonly)
 {
-	if (!only_args(args, 1)) {
+	bool condstore = false;
+	if (args[0].type != IMAP_ARG_EOL && args[1].type == IMAP_ARG_LIST &&
+	    args[2].type == IMAP_ARG_EOL) {
+		for (size_t i = 0; i < args[1].list_count; i++) {
+			if (!imap_arg_atom_equals(&args[1].list[i], "CONDSTORE")) {
+				cmd_done(s, "BAD", "Unknown %s parameter", readonly ? "EXAMINE" : "SELECT");
+				return;
+			}
+			condstore = true;
+		}
+	} else if (!only_args(args, 1)) {
 		cmd_done(s, "BAD", "Expected %s mailbox", readonly ? "EXAMINE" : "SELECT");
 		return;
 	}
@@ -84,6 +96,8 @@ void cmd_select(struct imap_session *s, const struct imap_arg *args, bool readon
 		view_clear(s);
 		s->state = IMAP_STATE_AUTHENTICATED;
 	}
+	if (condstore)
+		s->condstore = true;
 	s->cmd = CMD_SELECT;
 	s->req.mailbox = name;
 	s->req.readonly = readonly;
@@ -154,6 +168,7 @@ int imap_session_select_result(struct imap_session *s,
 	s->count = s->cap = res->count;
 	s->mailbox = mailbox;
 	s->readonly = s->req.readonly;
+	s->nomodseq = res->highestmodseq == 0;
 	s->recent = res->recent;
 	s->state = IMAP_STATE_SELECTED;
 
@@ -177,9 +192,12 @@ int imap_session_select_result(struct imap_session *s,
 	out_str(s, "] Flags permitted.\r\n");
 	out_printf(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n", res->uidvalidity);
 	out_printf(s, "* OK [UIDNEXT %u] Predicted next UID\r\n", res->uidnext);
+	/* RFC 7162 3.1.2.1: on every SELECT/EXAMINE. */
 	if (res->highestmodseq > 0)
 		out_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
 			   (unsigned long long)res->highestmodseq);
+	else
+		out_str(s, "* OK [NOMODSEQ] No permanent modsequences\r\n");
 	cmd_done(s, "OK", "[%s] %s completed", s->readonly ? "READ-ONLY" : "READ-WRITE",
 		 s->readonly ? "EXAMINE" : "SELECT");
 	return 0;
@@ -568,7 +586,7 @@ int imap_session_list_result(struct imap_session *s, enum imap_result result,
 static const struct { const char *name; unsigned int bit; } status_items[] = {
 	{ "MESSAGES", IMAP_STATUS_MESSAGES }, { "RECENT", IMAP_STATUS_RECENT },
 	{ "UIDNEXT", IMAP_STATUS_UIDNEXT }, { "UIDVALIDITY", IMAP_STATUS_UIDVALIDITY },
-	{ "UNSEEN", IMAP_STATUS_UNSEEN },
+	{ "UNSEEN", IMAP_STATUS_UNSEEN }, { "HIGHESTMODSEQ", IMAP_STATUS_HIGHESTMODSEQ },
 };
 
 /* status = "STATUS" SP mailbox SP "(" status-att *(SP status-att) ")" */
@@ -595,6 +613,9 @@ void cmd_status(struct imap_session *s, const struct imap_arg *args)
 			s->status_order[s->status_n++] = (unsigned int)k;
 		items |= status_items[k].bit;
 	}
+	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ enables CONDSTORE. */
+	if ((items & IMAP_STATUS_HIGHESTMODSEQ) != 0)
+		s->condstore = true;
 	s->cmd = CMD_STATUS;
 	s->req.mailbox = name;
 	s->req.status_items = items;
@@ -618,15 +639,17 @@ int imap_session_status_result(struct imap_session *s,
 	out_str(s, " (");
 	for (unsigned int i = 0; i < s->status_n; i++) {
 		unsigned int k = s->status_order[i];
-		uint32_t v = 0;
+		uint64_t v = 0;
 		switch (status_items[k].bit) {
 		case IMAP_STATUS_MESSAGES: v = res->messages; break;
 		case IMAP_STATUS_RECENT: v = res->recent; break;
 		case IMAP_STATUS_UIDNEXT: v = res->uidnext; break;
 		case IMAP_STATUS_UIDVALIDITY: v = res->uidvalidity; break;
 		case IMAP_STATUS_UNSEEN: v = res->unseen; break;
+		case IMAP_STATUS_HIGHESTMODSEQ: v = res->highestmodseq; break;
 		}
-		out_printf(s, "%s%s %u", i ? " " : "", status_items[k].name, v);
+		out_printf(s, "%s%s %llu", i ? " " : "", status_items[k].name,
+			   (unsigned long long)v);
 	}
 	out_str(s, ")\r\n");
 	cmd_done(s, "OK", "STATUS completed");

@@ -24,7 +24,7 @@ enum sk_kind {
 	SK_ALL, SK_AND, SK_OR, SK_NOT, SK_FLAG, SK_UNFLAG, SK_NEW,
 	SK_HEADER, SK_BODY, SK_TEXT,
 	SK_BEFORE, SK_ON, SK_SINCE, SK_SENTBEFORE, SK_SENTON, SK_SENTSINCE,
-	SK_LARGER, SK_SMALLER, SK_SEQ, SK_UID,
+	SK_LARGER, SK_SMALLER, SK_SEQ, SK_UID, SK_MODSEQ,
 };
 
 struct search_key {
@@ -270,6 +270,37 @@ static struct search_key *parse_key(struct search_parse *sp,
 			k->size = v;
 		return k;
 	}
+	/* RFC 7162 3.1.5: search-modsequence = "MODSEQ" [search-modseq-ext]
+	 *   SP mod-sequence-valzer; search-modseq-ext = SP entry-name SP
+	 *   entry-type-req. Per-flag MODSEQs are not kept: the entry is
+	 *   checked for syntax and the message's MODSEQ is used. */
+	if (strcasecmp(w, "MODSEQ") == 0) {
+		const struct imap_arg *num = next_arg(sp, args, i);
+		uint64_t v;
+		if (num == NULL)
+			return NULL;
+		if (num->type == IMAP_ARG_QUOTED) {
+			const struct imap_arg *type = next_arg(sp, args, i);
+			if (type == NULL)
+				return NULL;
+			if (strncasecmp(num->str, "/flags/", 7) != 0 ||
+			    !(imap_arg_atom_equals(type, "priv") || imap_arg_atom_equals(type, "shared") ||
+			      imap_arg_atom_equals(type, "all"))) {
+				sp->error = "Invalid MODSEQ entry";
+				return NULL;
+			}
+			if ((num = next_arg(sp, args, i)) == NULL)
+				return NULL;
+		}
+		if (num->type != IMAP_ARG_ATOM || imap_parse_number64(num->str, num->len, &v) < 0) {
+			sp->error = "Expected a mod-sequence value";
+			return NULL;
+		}
+		if ((k = node(sp, SK_MODSEQ)) != NULL)
+			k->size = v;
+		sp->s->search_modseq = true;
+		return k;
+	}
 	if (strcasecmp(w, "NOT") == 0) {
 		if ((k = node(sp, SK_NOT)) == NULL)
 			return NULL;
@@ -323,6 +354,9 @@ static unsigned int key_need(const struct search_key *k)
 			break;
 		case SK_LARGER: case SK_SMALLER:
 			need |= IMAP_NEED_SIZE;
+			break;
+		case SK_MODSEQ:
+			need |= IMAP_NEED_MODSEQ;
 			break;
 		case SK_HEADER: case SK_BODY: case SK_TEXT:
 		case SK_SENTBEFORE: case SK_SENTON: case SK_SENTSINCE:
@@ -438,6 +472,8 @@ static int eval(struct eval_ctx *c, const struct search_key *k)
 		return imap_seqset_contains(&k->set, view_seq(c->s, md->uid));
 	case SK_UID:
 		return imap_seqset_contains(&k->set, md->uid);
+	case SK_MODSEQ:
+		return md->modseq >= k->size;
 	}
 	return 0;
 }
@@ -473,6 +509,8 @@ int search_message(struct imap_session *s, const struct imap_message_data *md,
 		*error_r = "out of memory";
 		return -1;
 	}
+	if (r > 0 && md->modseq > s->search_max_modseq)
+		s->search_max_modseq = md->modseq;
 	return 0;
 }
 
@@ -481,6 +519,9 @@ void search_finish(struct imap_session *s)
 	out_str(s, "* SEARCH");
 	for (size_t i = 0; i < s->search_n; i++)
 		out_printf(s, " %u", s->search_hits[i]);
+	/* RFC 7162 3.1.5: the highest MODSEQ of the hits. */
+	if (s->search_modseq && s->search_n > 0)
+		out_printf(s, " (MODSEQ %llu)", (unsigned long long)s->search_max_modseq);
 	out_str(s, "\r\n");
 	cmd_done(s, "OK", "%sSEARCH completed", s->uid_cmd ? "UID " : "");
 }
@@ -505,6 +546,8 @@ void cmd_search(struct imap_session *s, const struct imap_arg *args)
 		args += 2;
 	}
 	s->search = parse_list(&sp, args, 0);
+	if (s->search != NULL && s->search_modseq && !condstore_enable(s))
+		return;
 	if (s->search == NULL) {
 		if (sp.no)
 			cmd_done(s, "NO", "[SERVERBUG] %s", sp.error);

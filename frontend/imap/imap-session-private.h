@@ -50,6 +50,7 @@ struct search_key;
 
 struct pending_flags {
 	uint32_t uid;
+	uint64_t modseq;
 	char *flags; /* formatted "(...)" */
 };
 
@@ -96,15 +97,24 @@ struct imap_session {
 	size_t fetch_n;
 	bool fetch_set_seen;
 	unsigned int fetch_need;
+	bool fetch_changedsince_set;
+	uint64_t fetch_changedsince;
+	/* STORE UNCHANGEDSINCE: UIDs not changed */
+	uint32_t *modified;
+	size_t modified_n, modified_cap;
 
 	/* SEARCH */
 	struct search_key *search, *search_reg;
 	uint32_t *search_hits;
 	size_t search_n, search_cap;
+	bool search_modseq;         /* a MODSEQ key was used */
+	uint64_t search_max_modseq; /* highest MODSEQ of a hit */
 
 	/* Selected mailbox: the client's view (sequence number i+1 = uids[i]). */
 	char *mailbox;
 	bool readonly;
+	bool nomodseq;   /* the mailbox has no MODSEQs */
+	bool condstore;  /* CONDSTORE enabled (RFC 7162 3.1) */
 	uint32_t *uids;
 	size_t count, cap;
 	uint32_t recent;   /* \Recent count told to the client */
@@ -150,6 +160,11 @@ void view_clear(struct imap_session *s);
 int resolve_set(struct imap_session *s, const struct imap_arg *arg, bool uid,
 		uint32_t **uids_r, size_t *count_r);
 bool is_atom_safe(const char *str, size_t len);
+/* Appends uids[0..n) (ascending) as an RFC 4315 uid-set ("1:3,7"). */
+void uidset_str(const uint32_t *uids, size_t n, struct pn_buf *b);
+/* Turns CONDSTORE on; false (after answering BAD) when the selected
+ * mailbox has no MODSEQs. */
+bool condstore_enable(struct imap_session *s);
 
 /* --- imap-mailbox.c --------------------------------------------------- */
 /* Validates a mailbox argument; returns its wire name in command memory, or

@@ -20,7 +20,7 @@
 #define PENDING_SLACK 1024
 
 #define CAPS_COMMON "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS MOVE UNSELECT " \
-	"NAMESPACE ID ENABLE SPECIAL-USE CHILDREN BINARY"
+	"NAMESPACE ID ENABLE SPECIAL-USE CHILDREN BINARY CONDSTORE"
 
 void imap_settings_defaults(struct imap_settings *set_r)
 {
@@ -175,6 +175,12 @@ uint32_t view_seq(const struct imap_session *s, uint32_t uid)
 	return 0;
 }
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int size_cmp(const void *a, const void *b)
 {
 	size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -241,6 +247,7 @@ void view_clear(struct imap_session *s)
 	free(s->mailbox);
 	s->mailbox = NULL;
 	s->readonly = false;
+	s->nomodseq = false;
 	s->recent = 0;
 	pending_clear(s);
 }
@@ -327,6 +334,7 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 		if (s->pend_flags_n > 0 && s->pend_flags[s->pend_flags_n - 1].uid == n->uid) {
 			free(s->pend_flags[s->pend_flags_n - 1].flags);
 			s->pend_flags[s->pend_flags_n - 1].flags = str;
+			s->pend_flags[s->pend_flags_n - 1].modseq = n->modseq;
 			return 0;
 		}
 		if (s->pend_flags_n == s->pend_flags_cap) {
@@ -340,6 +348,7 @@ int imap_session_notify(struct imap_session *s, const struct imap_notify *n)
 			s->pend_flags_cap = nc;
 		}
 		s->pend_flags[s->pend_flags_n].uid = n->uid;
+		s->pend_flags[s->pend_flags_n].modseq = n->modseq;
 		s->pend_flags[s->pend_flags_n].flags = str;
 		s->pend_flags_n++;
 		return 0;
@@ -374,7 +383,12 @@ static void flush_notifications(struct imap_session *s, bool allow_expunge)
 	}
 	for (size_t i = 0; i < s->pend_flags_n; i++) {
 		uint32_t seq = view_seq(s, s->pend_flags[i].uid);
-		if (seq != 0)
+		if (seq != 0 && s->condstore && s->pend_flags[i].modseq > 0)
+			out_printf(s, "* %u FETCH (UID %u MODSEQ (%llu) FLAGS %s)\r\n", seq,
+				   s->pend_flags[i].uid,
+				   (unsigned long long)s->pend_flags[i].modseq,
+				   s->pend_flags[i].flags);
+		else if (seq != 0)
 			out_printf(s, "* %u FETCH (UID %u FLAGS %s)\r\n", seq,
 				   s->pend_flags[i].uid, s->pend_flags[i].flags);
 		free(s->pend_flags[i].flags);
@@ -397,6 +411,10 @@ static void cmd_end(struct imap_session *s)
 	s->list_patterns = NULL;
 	s->list_pattern_n = 0;
 	s->list_subscribed_only = s->list_return_subscribed = false;
+	s->modified_n = 0;
+	s->fetch_changedsince_set = false;
+	s->search_modseq = false;
+	s->search_max_modseq = 0;
 	s->status_n = 0;
 	cmd_free_blocks(s);
 }
@@ -877,8 +895,13 @@ static void cmd_enable(struct imap_session *s, const struct imap_arg *args, size
 			return;
 		}
 	}
-	/* None of the extensions we offer needs enabling. */
-	out_str(s, "* ENABLED\r\n");
+	/* CONDSTORE is the one extension we offer that can be enabled;
+	 * ENABLED lists what this command turned on (RFC 5161 3.1). */
+	bool now = false;
+	for (size_t i = 0; i < n; i++)
+		if (imap_arg_atom_equals(&args[i], "CONDSTORE") && !s->condstore)
+			now = s->condstore = true;
+	out_str(s, now ? "* ENABLED CONDSTORE\r\n" : "* ENABLED\r\n");
 	cmd_done(s, "OK", "ENABLE completed");
 }
 
@@ -949,7 +972,24 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
 			cmd_request(s, IMAP_REQ_MESSAGES);
 			return 0;
 		}
-		if (result == IMAP_RESULT_OK)
+		if (result == IMAP_RESULT_OK && s->modified_n > 0) {
+			/* RFC 7162 3.1.3: [MODIFIED set] names what was not
+			 * changed, in the numbers the command used. */
+			struct pn_buf set;
+			pn_buf_init(&set, 16u * 1024 * 1024);
+			size_t m = 0;
+			for (size_t i = 0; i < s->modified_n; i++) {
+				uint32_t v = s->uid_cmd ? s->modified[i] : view_seq(s, s->modified[i]);
+				if (v != 0)
+					s->modified[m++] = v;
+			}
+			qsort(s->modified, m, sizeof(uint32_t), u32_cmp);
+			uidset_str(s->modified, m, &set);
+			pn_buf_append(&set, "", 1);
+			cmd_done(s, "OK", "[MODIFIED %s] Conditional %sSTORE failed",
+				 (const char *)pn_buf_rptr(&set), s->uid_cmd ? "UID " : "");
+			pn_buf_free(&set);
+		} else if (result == IMAP_RESULT_OK)
 			cmd_done(s, "OK", "%sSTORE completed", s->uid_cmd ? "UID " : "");
 		else
 			cmd_done(s, "NO", "%s", result_text(result) + 3);
@@ -958,6 +998,31 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
 		*error_r = "this request needs its own result call";
 		return -1;
 	}
+}
+
+int imap_session_store_modified(struct imap_session *s, uint32_t uid,
+				const char **error_r)
+{
+	if (s->req_state != REQ_WAIT || s->req.type != IMAP_REQ_STORE ||
+	    !s->req.has_unchangedsince) {
+		*error_r = "no conditional STORE request outstanding";
+		return -1;
+	}
+	if (u32_push(&s->modified, &s->modified_n, &s->modified_cap, uid) < 0) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+bool condstore_enable(struct imap_session *s)
+{
+	if (s->state == IMAP_STATE_SELECTED && s->nomodseq) {
+		cmd_done(s, "BAD", "This mailbox has no mod-sequences (NOMODSEQ)");
+		return false;
+	}
+	s->condstore = true;
+	return true;
 }
 
 /* --- dispatch ------------------------------------------------------------ */
@@ -1250,6 +1315,7 @@ void imap_session_free(struct imap_session **sp)
 	free(s->pend_new);
 	free(s->pend_exp);
 	free(s->pend_flags);
+	free(s->modified);
 	pn_buf_free(&s->out);
 	pn_buf_free(&s->append_buf);
 	imap_parser_free(&s->parser);

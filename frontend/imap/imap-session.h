@@ -1,8 +1,10 @@
 /* IMAP server session engine: RFC 3501 (IMAP4rev1) with LITERAL+ (RFC 7888),
  * SASL-IR (RFC 4959), IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851),
  * UNSELECT (RFC 3691), NAMESPACE (RFC 2342), ID (RFC 2971), ENABLE
- * (RFC 5161), SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348) and BINARY
- * (RFC 3516: FETCH BINARY[part]<partial>, BINARY.PEEK, BINARY.SIZE).
+ * (RFC 5161), SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348), BINARY
+ * (RFC 3516: FETCH BINARY[part]<partial>, BINARY.PEEK, BINARY.SIZE) and
+ * CONDSTORE (RFC 7162 section 3: MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE,
+ * SEARCH MODSEQ, STATUS HIGHESTMODSEQ, NOMODSEQ; not QRESYNC).
  *
  * The engine is sans-IO: no I/O, no storage; it includes no ring, socket,
  * database or TLS header. The daemon owns the connection and the storage:
@@ -52,7 +54,7 @@
  * call of any imap_session_* function, except act.req (see above).
  *
  * Not implemented (not advertised; the commands or arguments get BAD):
- * IMAP4rev2, CONDSTORE/QRESYNC (STORE UNCHANGEDSINCE, MODSEQ), MULTIAPPEND,
+ * IMAP4rev2, QRESYNC, MULTIAPPEND,
  * SEARCHRES ("$"), ESEARCH, UTF8=ACCEPT. LIST accepts the RFC 5258
  * selection options SUBSCRIBED/REMOTE/RECURSIVEMATCH/SPECIAL-USE and return
  * options SUBSCRIBED/CHILDREN/SPECIAL-USE and pattern lists, without
@@ -144,10 +146,12 @@ enum imap_request_type {
 	/* Data of req.uids of the selected mailbox, req.need (IMAP_NEED_*):
 	 * imap_session_message() per existing UID, then imap_session_result(). */
 	IMAP_REQ_MESSAGES,
-	/* Change flags of req.uids: req.store_op with req.flags. Report the new
-	 * flags of each changed message with imap_session_message() (uid and
-	 * flags only), then imap_session_result(). req.silent: the engine
-	 * sends no FETCH for them (still report them). */
+	/* Change flags of req.uids: req.store_op with req.flags (\Recent is
+	 * never among them). Report each changed message with
+	 * imap_session_message() (uid, flags and new modseq only), each one
+	 * refused by req.unchangedsince with imap_session_store_modified(),
+	 * then imap_session_result(). req.silent: the engine sends no FETCH
+	 * for them (still report them). */
 	IMAP_REQ_STORE,
 	/* Copy (req.move: move) req.uids to req.mailbox; final:
 	 * imap_session_copy_result(). */
@@ -176,6 +180,7 @@ enum {
 	IMAP_STATUS_UIDNEXT = 1 << 2,
 	IMAP_STATUS_UIDVALIDITY = 1 << 3,
 	IMAP_STATUS_UNSEEN = 1 << 4,
+	IMAP_STATUS_HIGHESTMODSEQ = 1 << 5,
 };
 
 /* What IMAP_REQ_MESSAGES asks for. */
@@ -186,6 +191,7 @@ enum {
 	IMAP_NEED_ENVELOPE = 1 << 3,
 	IMAP_NEED_BODYSTRUCTURE = 1 << 4,
 	IMAP_NEED_MESSAGE = 1 << 5, /* the whole message bytes */
+	IMAP_NEED_MODSEQ = 1 << 6,
 };
 
 struct imap_request {
@@ -217,6 +223,10 @@ struct imap_request {
 	enum imap_store_op store_op;
 	bool silent;
 	bool move;
+	/* STORE (UNCHANGEDSINCE n): change only messages whose MODSEQ is
+	 * at most n; report the others with imap_session_store_modified(). */
+	bool has_unchangedsince;
+	uint64_t unchangedsince;
 };
 
 struct imap_action {
@@ -267,6 +277,7 @@ struct imap_mailbox_info {
 struct imap_status_result {
 	enum imap_result result;
 	uint32_t messages, recent, uidnext, uidvalidity, unseen;
+	uint64_t highestmodseq;
 };
 
 struct imap_select_result {
@@ -277,7 +288,7 @@ struct imap_select_result {
 	uint32_t recent;       /* \Recent count (this session owns them) */
 	uint32_t first_unseen; /* sequence number, 0 for none */
 	uint32_t uidvalidity, uidnext;
-	uint64_t highestmodseq; /* 0: not reported */
+	uint64_t highestmodseq; /* 0: the mailbox has no MODSEQs (NOMODSEQ) */
 	/* Defined flags (system flags and keywords in use); NULL: the five
 	 * system flags. Keywords may be created (PERMANENTFLAGS gets \*)
 	 * unless readonly. */
@@ -292,6 +303,7 @@ struct imap_message_data {
 	time_t internaldate;
 	int internaldate_tz;
 	uint64_t size;            /* RFC822.SIZE (CRLF bytes) */
+	uint64_t modseq;          /* IMAP_NEED_MODSEQ (and always for STORE) */
 	/* Cached IMAP values (outer parentheses included); NULL makes the
 	 * engine compute them from data when that was supplied. */
 	const char *envelope;
@@ -309,6 +321,7 @@ enum imap_notify_type {
 struct imap_notify {
 	enum imap_notify_type type;
 	uint32_t uid;
+	uint64_t modseq; /* FLAGS: the message's new MODSEQ (0: unknown) */
 	/* EXISTS: this session owns the message as \Recent (RFC 3501
 	 * 2.3.2); the engine then sends "* n RECENT" with the new count. */
 	bool recent;
@@ -367,6 +380,10 @@ int imap_session_expunge_result(struct imap_session *s, enum imap_result result,
  * output buffer is full (drain SENDs and retry) or the data is unusable. */
 int imap_session_message(struct imap_session *s,
 			 const struct imap_message_data *md, const char **error_r);
+/* STORE with UNCHANGEDSINCE: message uid was not changed because its
+ * MODSEQ is higher (RFC 7162 3.1.3); not final. */
+int imap_session_store_modified(struct imap_session *s, uint32_t uid,
+				const char **error_r);
 /* Final answer of CREATE/DELETE/RENAME/(UN)SUBSCRIBE, MESSAGES, STORE,
  * POLL. */
 int imap_session_result(struct imap_session *s, enum imap_result result,

@@ -17,6 +17,7 @@
 
 struct fake_msg {
 	uint32_t uid;
+	uint64_t modseq;
 	const char *flags[FAKE_MAX_FLAGS];
 	size_t nflags;
 	const char *data;
@@ -30,6 +31,7 @@ struct fake {
 	struct fake_msg msgs[FAKE_MAX_MSGS];
 	size_t nmsgs;
 	uint32_t next_uid;
+	uint64_t highestmodseq;
 	size_t appended_len;
 	/* notifications delivered at the next POLL */
 	struct imap_notify poll_notify[4];
@@ -77,6 +79,9 @@ static void fake_reset_msgs(struct fake *f)
 					.data = fake_msg3 };
 	f->nmsgs = 3;
 	f->next_uid = 6;
+	f->highestmodseq = 100;
+	for (size_t i = 0; i < f->nmsgs; i++)
+		f->msgs[i].modseq = 10 * f->msgs[i].uid;
 }
 
 static struct fake_msg *fake_find(struct fake *f, uint32_t uid)
@@ -110,6 +115,7 @@ static void fake_message_data(const struct fake_msg *m, struct imap_message_data
 	md->internaldate = 1704103200 + (time_t)m->uid * 86400; /* 2024-01-01 10:00 UTC */
 	md->internaldate_tz = 60;
 	md->size = strlen(m->data);
+	md->modseq = m->modseq;
 	md->data = (const uint8_t *)m->data;
 	md->data_len = strlen(m->data);
 }
@@ -146,7 +152,8 @@ static void fake_answer(struct fake *f, const struct imap_request *req)
 	}
 	case IMAP_REQ_MAILBOX_STATUS: {
 		struct imap_status_result st = { .result = fail, .messages = 3, .recent = 1,
-						 .uidnext = 6, .uidvalidity = 42, .unseen = 2 };
+						 .uidnext = 6, .uidvalidity = 42, .unseen = 2,
+						 .highestmodseq = 100 };
 		if (strcmp(req->mailbox, "INBOX") != 0)
 			st.result = IMAP_RESULT_NONEXISTENT;
 		r = imap_session_status_result(f->s, &st, &error);
@@ -159,6 +166,7 @@ static void fake_answer(struct fake *f, const struct imap_request *req)
 		struct imap_select_result sel = {
 			.result = fail, .uids = uids, .count = f->nmsgs, .recent = 1,
 			.first_unseen = 2, .uidvalidity = 42, .uidnext = f->next_uid,
+			.highestmodseq = f->highestmodseq,
 		};
 		if (strcmp(req->mailbox, "INBOX") != 0)
 			sel.result = IMAP_RESULT_NONEXISTENT;
@@ -199,6 +207,11 @@ static void fake_answer(struct fake *f, const struct imap_request *req)
 			struct imap_message_data md;
 			if (m == NULL)
 				continue;
+			if (req->has_unchangedsince && m->modseq > req->unchangedsince) {
+				r = imap_session_store_modified(f->s, m->uid, &error);
+				continue;
+			}
+			m->modseq = ++f->highestmodseq;
 			if (req->store_op == IMAP_STORE_REPLACE) {
 				bool recent = false;
 				for (size_t k = 0; k < m->nflags; k++)

@@ -10,13 +10,14 @@
 #include "imap-session-private.h"
 
 #define CAPS "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID " \
-	"ENABLE SPECIAL-USE CHILDREN BINARY"
+	"ENABLE SPECIAL-USE CHILDREN BINARY CONDSTORE"
 #define LOGGED_IN "OK [CAPABILITY " CAPS "] Logged in\r\n"
 #define SELECT_INBOX \
 	"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n" \
 	"* 3 EXISTS\r\n* 1 RECENT\r\n* OK [UNSEEN 2] First unseen.\r\n" \
 	"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n" \
-	"* OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 6] Predicted next UID\r\n"
+	"* OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 6] Predicted next UID\r\n" \
+	"* OK [HIGHESTMODSEQ 100] Highest\r\n"
 #define LOGIN_SELECT "a LOGIN alice secret\r\nb SELECT INBOX\r\n"
 #define LOGIN_SELECT_OUT "a " LOGGED_IN SELECT_INBOX "b OK [READ-WRITE] SELECT completed\r\n"
 
@@ -76,6 +77,7 @@ static void expect_set(const struct imap_settings *set, const char *input,
 	expect_set(&set_, input, expected, true, __LINE__); } while (0)
 
 static void feed_str(struct fake *f, const char *s);
+static struct fake *notify_session(void);
 static void check_out(struct fake *f, const char *expected, int line);
 
 PN_TEST(test_greeting)
@@ -231,6 +233,7 @@ PN_TEST(test_fetch)
 	       "* 3 EXISTS\r\n* 1 RECENT\r\n* OK [UNSEEN 2] First unseen.\r\n"
 	       "* OK [PERMANENTFLAGS ()] Flags permitted.\r\n"
 	       "* OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 6] Predicted next UID\r\n"
+	       "* OK [HIGHESTMODSEQ 100] Highest\r\n"
 	       "b OK [READ-ONLY] EXAMINE completed\r\n"
 	       "* 2 FETCH (BODY[1] {10}\r\nFirst part)\r\nc OK FETCH completed\r\n");
 	/* Errors. */
@@ -279,6 +282,47 @@ PN_TEST(test_binary)
 	fake_free(&f);
 }
 
+PN_TEST(test_condstore)
+{
+	struct fake *f = notify_session();
+	feed_str(f, "c SELECT INBOX (CONDSTORE)\r\n");
+	pn_buf_reset(&f->out);
+	feed_str(f, "d FETCH 1:* (FLAGS) (CHANGEDSINCE 15)\r\ne UID FETCH 1 MODSEQ\r\n"
+		 "f SEARCH MODSEQ 20\r\ng UID SEARCH MODSEQ \"/flags/\\\\draft\" all 50 UID 1\r\n"
+		 "h STATUS INBOX (HIGHESTMODSEQ MESSAGES)\r\n"
+		 "i STORE 2 +FLAGS.SILENT (\\Seen)\r\nj UID STORE 1,5 (UNCHANGEDSINCE 10) +FLAGS (Junk)\r\n"
+		 "k STORE 1 (UNCHANGEDSINCE 0) FLAGS ()\r\nl FETCH 1 (FLAGS) (CHANGEDSINCE x)\r\n"
+		 "m SEARCH MODSEQ \"/x\" all 1\r\n");
+	check_out(f, "* 2 FETCH (FLAGS (\\Recent) MODSEQ (20))\r\n"
+		  "* 3 FETCH (FLAGS (\\Deleted \\Flagged) MODSEQ (50))\r\nd OK FETCH completed\r\n"
+		  "* 1 FETCH (UID 1 MODSEQ (10))\r\ne OK UID FETCH completed\r\n"
+		  "* SEARCH 2 3 (MODSEQ 50)\r\nf OK SEARCH completed\r\n"
+		  "* SEARCH\r\ng OK UID SEARCH completed\r\n"
+		  "* STATUS \"INBOX\" (HIGHESTMODSEQ 100 MESSAGES 3)\r\nh OK STATUS completed\r\n"
+		  "i OK STORE completed\r\n"
+		  "* 1 FETCH (UID 1 FLAGS (\\Seen Junk) MODSEQ (102))\r\n"
+		  "j OK [MODIFIED 5] Conditional UID STORE failed\r\n"
+		  "k OK [MODIFIED 1] Conditional STORE failed\r\n"
+		  "l BAD Expected FETCH modifier (CHANGEDSINCE modseq)\r\n"
+		  "m BAD Invalid MODSEQ entry\r\n", __LINE__);
+	/* Flag changes of others carry MODSEQ once CONDSTORE is on. */
+	struct imap_notify n = { .type = IMAP_NOTIFY_FLAGS, .uid = 2, .modseq = 200 };
+	CHECK_INT(imap_session_notify(f->s, &n), 0);
+	feed_str(f, "n NOOP\r\n");
+	check_out(f, "* 2 FETCH (UID 2 MODSEQ (200) FLAGS ())\r\nn OK NOOP completed\r\n", __LINE__);
+	/* A mailbox without MODSEQs. */
+	f->highestmodseq = 0;
+	feed_str(f, "o EXAMINE INBOX\r\n");
+	pn_buf_append(&f->out, "", 1);
+	CHECK(strstr((const char *)pn_buf_rptr(&f->out), "* OK [NOMODSEQ] No permanent modsequences\r\n") != NULL);
+	pn_buf_reset(&f->out);
+	feed_str(f, "p FETCH 1 MODSEQ\r\nq SEARCH MODSEQ 1\r\nr FETCH 1 FLAGS\r\n");
+	check_out(f, "p BAD This mailbox has no mod-sequences (NOMODSEQ)\r\n"
+		  "q BAD This mailbox has no mod-sequences (NOMODSEQ)\r\n"
+		  "* 1 FETCH (FLAGS (\\Seen Junk))\r\nr OK FETCH completed\r\n", __LINE__);
+	fake_free(f);
+}
+
 PN_TEST(test_mailboxes)
 {
 	EXPECT("a LOGIN alice secret\r\nb LIST \"\" \"*\"\r\nc LIST \"\" %\r\nd LIST \"\" \"\"\r\n"
@@ -323,7 +367,7 @@ PN_TEST(test_mailboxes)
 	       "q OK UNSUBSCRIBE completed\r\nr OK RENAME completed\r\ns OK DELETE completed\r\n"
 	       "t BAD Unknown STATUS item\r\nu NO Invalid mailbox name\r\n"
 	       "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nv OK NAMESPACE completed\r\n"
-	       "* ENABLED\r\nw OK ENABLE completed\r\nx BAD Expected ENABLE capability...\r\n");
+	       "* ENABLED CONDSTORE\r\nw OK ENABLE completed\r\nx BAD Expected ENABLE capability...\r\n");
 }
 
 PN_TEST(test_append)
@@ -410,13 +454,14 @@ PN_TEST(test_store_copy_expunge)
 	       "g UID STORE 1 +FLAGS \\Seen Junk\r\nh CLOSE\r\ni SELECT INBOX\r\n",
 	       LOGIN_SELECT_OUT
 	       "c BAD Invalid flag\r\nd BAD Expected FLAGS, +FLAGS or -FLAGS\r\n"
-	       "e BAD STORE modifiers (CONDSTORE) are not supported\r\nf BAD Invalid flag\r\n"
-	       "* 1 FETCH (UID 1 FLAGS (\\Seen Junk))\r\ng OK UID STORE completed\r\n"
+	       "e OK [MODIFIED 1] Conditional STORE failed\r\nf BAD Invalid flag\r\n"
+	       "* 1 FETCH (UID 1 FLAGS (\\Seen Junk) MODSEQ (101))\r\ng OK UID STORE completed\r\n"
 	       "h OK CLOSE completed\r\n"
 	       "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
 	       "* 2 EXISTS\r\n* 1 RECENT\r\n* OK [UNSEEN 2] First unseen.\r\n"
 	       "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n"
 	       "* OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 6] Predicted next UID\r\n"
+	       "* OK [HIGHESTMODSEQ 101] Highest\r\n"
 	       "i OK [READ-WRITE] SELECT completed\r\n");
 }
 
@@ -822,6 +867,7 @@ PN_TEST_MAIN("test-imap-session",
 	     PN_TEST_CASE(test_states),
 	     PN_TEST_CASE(test_fetch),
 	     PN_TEST_CASE(test_binary),
+	     PN_TEST_CASE(test_condstore),
 	     PN_TEST_CASE(test_mailboxes),
 	     PN_TEST_CASE(test_append),
 	     PN_TEST_CASE(test_search),
