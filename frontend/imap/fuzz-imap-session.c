@@ -59,6 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3:
 			nt.type = IMAP_NOTIFY_FLAGS;
 			nt.uid = (uint32_t)(n % 7);
+			nt.modseq = 1000 + n;
 			break;
 		default:
 			continue;
