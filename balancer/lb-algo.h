@@ -68,6 +68,9 @@ struct lb_rr {
 /* Returns 0, or -1 when out of memory (or n > LB_POOL_MAX). */
 int lb_rr_init(struct lb_rr *rr, size_t n);
 void lb_rr_free(struct lb_rr *rr);
+/* Gives node start % n a lead of 1 so that pickers of several threads
+ * begin at different nodes (each still gives exact shares over W picks). */
+void lb_rr_stagger(struct lb_rr *rr, size_t start);
 /* n must be the n given to lb_rr_init(). */
 ssize_t lb_rr_pick(struct lb_rr *rr, const struct lb_node *nodes, size_t n);
 

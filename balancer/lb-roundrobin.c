@@ -31,6 +31,12 @@ void lb_rr_free(struct lb_rr *rr)
 	rr->n = 0;
 }
 
+void lb_rr_stagger(struct lb_rr *rr, size_t start)
+{
+	if (rr->n > 0)
+		rr->current[start % rr->n] += 1;
+}
+
 ssize_t lb_rr_pick(struct lb_rr *rr, const struct lb_node *nodes, size_t n)
 {
 	int64_t total = 0;

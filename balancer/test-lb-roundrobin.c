@@ -88,6 +88,28 @@ PN_TEST(test_skips_weight_zero)
 	lb_rr_free(&rr);
 }
 
+PN_TEST(test_stagger)
+{
+	struct lb_node nodes[3] = { { 1, 1, 0 }, { 2, 1, 0 }, { 3, 1, 0 } };
+	struct lb_rr a, b;
+	unsigned int counts[3];
+
+	/* Two threads' pickers start at different nodes... */
+	CHECK_INT(lb_rr_init(&a, 3), 0);
+	CHECK_INT(lb_rr_init(&b, 3), 0);
+	lb_rr_stagger(&a, 0);
+	lb_rr_stagger(&b, 1);
+	CHECK_INT(lb_rr_pick(&a, nodes, 3), 0);
+	CHECK_INT(lb_rr_pick(&b, nodes, 3), 1);
+	/* ...and still give exact shares. */
+	count_picks(&b, nodes, 3, 299, counts);
+	CHECK_INT(counts[0] + (counts[1] + 1) + counts[2], 300);
+	CHECK_INT(counts[0], 100);
+	CHECK_INT(counts[2], 100);
+	lb_rr_free(&a);
+	lb_rr_free(&b);
+}
+
 PN_TEST(test_none_eligible)
 {
 	struct lb_node nodes[2] = { { 1, 0, 0 }, { 2, 0, 0 } };
@@ -107,4 +129,5 @@ PN_TEST_MAIN("test-lb-roundrobin",
 	     PN_TEST_CASE(test_weighted_shares_exact_and_smooth),
 	     PN_TEST_CASE(test_distribution_many_nodes),
 	     PN_TEST_CASE(test_skips_weight_zero),
+	     PN_TEST_CASE(test_stagger),
 	     PN_TEST_CASE(test_none_eligible))
