@@ -103,6 +103,7 @@ static const char *topo_error(const char *const *sets, size_t n)
 
 	if (load(&cfg, sets, n, &err) < 0) {
 		snprintf(msg, sizeof(msg), "config: %s", err);
+		lb_config_free(&cfg);
 		return msg;
 	}
 	if (lb_topology_build(&cfg, &t, &err) == 0) {
