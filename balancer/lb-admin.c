@@ -88,12 +88,13 @@ static int status_backend(struct lb *lb, struct pn_buf *o, const struct lb_backe
 	r |= pn_buf_append_str(o, ",\"address\":");
 	r |= json_str(o, b->addr_text);
 	r |= pn_buf_printf(o, ",\"state\":\"%s\",\"up\":%s,\"weight\":%u,"
-			   "\"effective_weight\":%u,\"active\":%u,\"total\":%llu,"
+			   "\"effective_weight\":%.2f,\"active\":%u,\"total\":%llu,"
 			   "\"connect_failures\":%llu,\"check_failures\":%llu,"
 			   "\"bytes_to_backend\":%llu,\"bytes_from_backend\":%llu,"
 			   "\"last_check\":",
 			   b->state, b->probe.up ? "true" : "false", b->srv->weight,
-			   atomic_load(&b->eff_weight), atomic_load(&b->active),
+			   (double)atomic_load(&b->eff_weight) / LB_WEIGHT_SCALE,
+			   atomic_load(&b->active),
 			   (unsigned long long)pn_counter_value(b->m_total),
 			   (unsigned long long)pn_counter_value(b->m_connect_failures),
 			   (unsigned long long)pn_counter_value(b->m_check_failures),
@@ -276,9 +277,10 @@ static int status_html(struct lb *lb, struct pn_buf *o)
 			r |= pn_buf_printf(o, "<tr class=\"%s\"><td>%s</td><td>", b->state,
 					   lb_protos[p].name);
 			r |= html_str(o, b->name);
-			r |= pn_buf_printf(o, "</td><td>%s</td><td>%s</td><td>%u/%u</td>"
+			r |= pn_buf_printf(o, "</td><td>%s</td><td>%s</td><td>%.2f/%u</td>"
 					   "<td>%u</td><td>%llu</td><td>%llu</td><td>%llu</td><td>",
-					   b->addr_text, b->state, atomic_load(&b->eff_weight),
+					   b->addr_text, b->state,
+					   (double)atomic_load(&b->eff_weight) / LB_WEIGHT_SCALE,
 					   b->srv->weight, atomic_load(&b->active),
 					   (unsigned long long)pn_counter_value(b->m_total),
 					   (unsigned long long)pn_counter_value(b->m_connect_failures),

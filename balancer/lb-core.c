@@ -370,12 +370,13 @@ void lb_update_weights(struct lb *lb)
 
 			if (http && srv->ready.up_since_ms > since)
 				since = srv->ready.up_since_ms;
-			w = lb_slowstart_weight(srv->weight, since, now, lb->cfg.slowstart_ms);
-			b->state = w < srv->weight ? "starting" : "up";
+			w = lb_slowstart_weight(srv->weight * LB_WEIGHT_SCALE, since, now,
+						lb->cfg.slowstart_ms);
+			b->state = w < srv->weight * LB_WEIGHT_SCALE ? "starting" : "up";
 		}
 		atomic_store(&b->eff_weight, w);
 		pn_gauge_set(b->m_up, up ? 1 : 0);
-		pn_gauge_set(b->m_weight, w);
+		pn_gauge_set(b->m_weight, (double)w / LB_WEIGHT_SCALE);
 	}
 }
 

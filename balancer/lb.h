@@ -48,6 +48,9 @@
 #define LB_MAX_ATTEMPTS 8	/* upstreams one client connection may try */
 #define LB_RATE_SAMPLES 300	/* per-second samples kept for the status page */
 #define LB_TICK_MS 100
+/* eff_weight is the configured weight times this, so that slow start can
+ * ramp a weight-1 server in steps of 1% rather than not at all. */
+#define LB_WEIGHT_SCALE 100
 
 struct lb;
 struct lb_check;
@@ -87,7 +90,7 @@ struct lb_backend {
 	struct pn_metric_series *m_up, *m_weight, *m_active, *m_total, *m_connect_failures,
 		*m_check_failures, *m_connect_seconds, *m_bytes_to, *m_bytes_from;
 	/* Shared. */
-	_Atomic uint32_t eff_weight;	/* 0: not eligible */
+	_Atomic uint32_t eff_weight;	/* weight * LB_WEIGHT_SCALE, ramped; 0: not eligible */
 	atomic_bool passive_down;
 	_Atomic uint64_t passive_fails;	/* connect failures seen by workers */
 	_Atomic uint32_t active;	/* connections holding it */

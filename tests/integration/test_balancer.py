@@ -203,6 +203,13 @@ class Upstream:
             self.proc.wait()
             self.proc.stdout.close()
 
+    def pause(self):
+        """A hung node: the kernel still accepts, nobody answers."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def proxied(self):
         with self.lock:
             return len(self.headers)
@@ -528,6 +535,23 @@ class FailoverTest(unittest.TestCase):
             s, greeting = self.lb.greet()
             self.assertTrue(greeting.startswith(b"* OK fe2"), greeting)
             s.close()
+
+    def test_hung_upstream_leaves_rotation(self):
+        # Checks time out (default interval and timeout: out within 2 s; the
+        # bound here is generous for loaded machines).
+        self.ups[0].pause()
+        try:
+            wait_for(lambda: self.lb.backend("imap", "fe1")["state"] == "down",
+                     timeout=10, what="hung fe1 out of rotation")
+            self.assertEqual(self.lb.backend("imap", "fe1")["last_check"], "timeout")
+            for _ in range(6):
+                s, g = self.lb.greet()
+                self.assertEqual(upstream_name(g), "fe2")
+                s.close()
+        finally:
+            self.ups[0].resume()
+        wait_for(lambda: self.lb.backend("imap", "fe1")["state"] in ("starting", "up"),
+                 timeout=10, what="fe1 back")
 
     def test_restarted_upstream_comes_back(self):
         self.ups[0].kill()
