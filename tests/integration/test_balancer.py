@@ -675,6 +675,45 @@ class RefusalTest(unittest.TestCase):
             lb.stop()
             up.kill()
 
+    def test_rate_per_source(self):
+        up = Upstream("fe1")
+        lb = Balancer(upstreams={"imap": [up.addr()]},
+                      env={"POSTERN_MAX_RATE_PER_SOURCE": "2"})
+        try:
+            time.sleep(1.5)  # the readiness probes of Balancer() used tokens
+            refused = 0
+            for _ in range(10):
+                s = lb.connect()
+                line = recv_line(s)
+                s.close()
+                if line.startswith(b"* BYE [UNAVAILABLE] Too many"):
+                    refused += 1
+                else:
+                    self.assertTrue(line.startswith(b"* OK fe1"), line)
+            # A burst of 2 (plus what refills meanwhile) gets through.
+            self.assertGreaterEqual(refused, 1)
+            self.assertLessEqual(refused, 8)
+            _, body = lb.get("/metrics")
+            self.assertRegex(body.decode(), r'postern_listener_refused_total\{protocol="imap",'
+                                            r'reason="limit_rate"\} [1-9]')
+        finally:
+            lb.stop()
+            up.kill()
+
+    def test_idle_timeout(self):
+        up = Upstream("fe1")
+        lb = Balancer(upstreams={"imap": [up.addr()]}, env={"POSTERN_IDLE_TIMEOUT": "1s"})
+        try:
+            s, g = lb.greet()
+            self.assertTrue(g.startswith(b"* OK"))
+            s.settimeout(15)
+            self.assertEqual(s.recv(100), b"")  # closed by the balancer
+            s.close()
+            wait_for(lambda: lb.status()["connections"] == 0, what="the close")
+        finally:
+            lb.stop()
+            up.kill()
+
 
 @unittest.skipUnless(os.access(BINARY, os.X_OK), "postern-balancer not built")
 class SignalTest(unittest.TestCase):
