@@ -1,0 +1,539 @@
+/* Tests of the login check (auth.c), the POP3 maildrop operations
+ * (maildrop.c) and the maildrop lock (maildrop-lock.c) against the
+ * harness' PostgreSQL and Redis, each run in a private PostgreSQL schema:
+ * logins (right, wrong, unknown, disabled, no password) with callbacks
+ * never inside the call, the INBOX listing and UIDL format, body slices
+ * reassembled byte-exact, a missing message, \Seen, the expunge; the lock
+ * refused while held, renewed past its lease, released, degraded to this
+ * process when Redis cannot be reached, and refused locally even then.
+ * Skipped without POSTERN_PG_DSN / POSTERN_REDIS_PORT.
+ */
+#include "postern/testing.h"
+
+#include "postern/loop.h"
+#include "postern/mail-auth.h"
+#include "postern/mail-maildrop.h"
+#include "postern/store-migrate.h"
+#include "postern/store-password.h"
+#include "postern/store-pg.h"
+#include "postern/store-redis-ops.h"
+#include "postern/workpool.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct pn_loop *loop;
+static struct store_pgpool *pool;
+static struct pn_workpool *workers;
+static PGconn *admin;
+static char schema[40];
+static char dsn[1024];
+static const char *redis_host;
+static int redis_port;
+static uint64_t account, inbox, account_off;
+static uint32_t uid1, uid2;
+
+static const char body1[] = "Subject: one\r\n\r\nfirst body\r\n.dotted\r\n";
+static const char body2[] = "Subject: two\r\n\r\nsecond\r\n";
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void run_until(const bool *flag, unsigned int ms)
+{
+	uint64_t end = now_ms() + ms;
+
+	while (!*flag && now_ms() < end)
+		pn_loop_run_once(loop, 20);
+}
+
+static void run_for(unsigned int ms)
+{
+	uint64_t end = now_ms() + ms;
+
+	while (now_ms() < end)
+		pn_loop_run_once(loop, 10);
+}
+
+static int64_t sql_int(const char *sql)
+{
+	const char *error;
+	PGresult *res = store_pg_exec(admin, sql, 0, NULL, &error);
+	int64_t v = -1;
+
+	if (res == NULL) {
+		fprintf(stderr, "sql: %s: %s\n", sql, error);
+		return -1;
+	}
+	if (PQntuples(res) > 0)
+		v = store_pg_int(res, 0, 0);
+	PQclear(res);
+	return v;
+}
+
+static uint32_t deliver(const char *body)
+{
+	char sql[1600];
+	char hex[512];
+	size_t n = strlen(body);
+
+	for (size_t i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", (unsigned char)body[i]);
+	snprintf(sql, sizeof(sql),
+		 "SELECT uid FROM deliver_message(sha256(decode('%s','hex')), %zu, "
+		 "decode('%s','hex'), ARRAY[%" PRIu64 "::bigint], ARRAY[%" PRIu64 "::bigint])",
+		 hex, n, hex, account, inbox);
+	return (uint32_t)sql_int(sql);
+}
+
+static int setup_db(const char *base)
+{
+	const char *error;
+	char sql[512], hash[STORE_PASSWORD_HASH_MAX];
+	int from, to;
+
+	snprintf(schema, sizeof(schema), "md_%x_%lx", (unsigned)getpid(), (long)time(NULL));
+	snprintf(dsn, sizeof(dsn), "%s options='-csearch_path=%s'", base, schema);
+	if (store_pg_connect(base, &admin, &error) < 0) {
+		fprintf(stderr, "connect: %s\n", error);
+		return -1;
+	}
+	snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema);
+	if (store_pg_command(admin, sql, 0, NULL, &error) < 0)
+		return -1;
+	snprintf(sql, sizeof(sql), "SET search_path = %s", schema);
+	if (store_pg_command(admin, sql, 0, NULL, &error) < 0 ||
+	    store_migrate(admin, &from, &to, &error) < 0) {
+		fprintf(stderr, "migrate: %s\n", error);
+		return -1;
+	}
+	if (store_password_hash("secret", hash, sizeof(hash), &error) < 0)
+		return -1;
+	{
+		const char *params[1] = { hash };
+		if (store_pg_command(admin, "INSERT INTO tenants (name) VALUES ('t')", 0, NULL, &error) < 0 ||
+		    store_pg_command(admin, "INSERT INTO domains (tenant_id, name) "
+				     "SELECT id, 'md.test' FROM tenants", 0, NULL, &error) < 0 ||
+		    store_pg_command(admin, "INSERT INTO accounts (tenant_id, domain_id, local_part, "
+				     "address, password_hash) SELECT tenant_id, id, 'bob', '', $1 FROM domains",
+				     1, params, &error) < 0 ||
+		    store_pg_command(admin, "INSERT INTO accounts (tenant_id, domain_id, local_part, "
+				     "address, password_hash, enabled) SELECT tenant_id, id, 'off', '', $1, "
+				     "false FROM domains", 1, params, &error) < 0 ||
+		    store_pg_command(admin, "INSERT INTO accounts (tenant_id, domain_id, local_part, "
+				     "address) SELECT tenant_id, id, 'nopw', '' FROM domains",
+				     0, NULL, &error) < 0) {
+			fprintf(stderr, "provision: %s\n", error);
+			return -1;
+		}
+	}
+	account = (uint64_t)sql_int("SELECT id FROM accounts WHERE local_part = 'bob'");
+	account_off = (uint64_t)sql_int("SELECT id FROM accounts WHERE local_part = 'off'");
+	snprintf(sql, sizeof(sql), "SELECT id FROM mailboxes WHERE account_id = %" PRIu64
+		 " AND name = 'INBOX'", account);
+	inbox = (uint64_t)sql_int(sql);
+	uid1 = deliver(body1);
+	uid2 = deliver(body2);
+	return uid1 > 0 && uid2 > uid1 ? 0 : -1;
+}
+
+static void teardown_db(void)
+{
+	char sql[128];
+	const char *error;
+
+	snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema);
+	store_pg_command(admin, sql, 0, NULL, &error);
+	store_pg_close(&admin);
+}
+
+/* ---- logins ---- */
+
+struct auth_res {
+	bool done;
+	struct mail_auth_result r;
+	char address[256];
+};
+
+static void auth_cb(void *ctx, const struct mail_auth_result *r)
+{
+	struct auth_res *x = ctx;
+
+	x->done = true;
+	x->r = *r;
+	if (r->address != NULL)
+		snprintf(x->address, sizeof(x->address), "%s", r->address);
+}
+
+static enum mail_auth_status login(const char *user, const char *pw, struct auth_res *x)
+{
+	memset(x, 0, sizeof(*x));
+	CHECK_INT(mail_auth_login(loop, pool, workers, user, pw, auth_cb, x), 0);
+	CHECK(!x->done); /* never inside the call */
+	run_until(&x->done, 10000);
+	CHECK(x->done);
+	return x->r.status;
+}
+
+PN_TEST(test_logins)
+{
+	struct auth_res x;
+
+	CHECK_INT(login("bob@md.test", "secret", &x), MAIL_AUTH_OK);
+	CHECK_INT(x.r.account_id, account);
+	CHECK_STR(x.address, "bob@md.test");
+	CHECK_INT(login("BOB@MD.TEST", "secret", &x), MAIL_AUTH_OK);
+	CHECK_INT(login("bob@md.test", "wrong", &x), MAIL_AUTH_BAD);
+	CHECK_STR(x.r.reason, "wrong password");
+	CHECK_INT(login("nobody@md.test", "secret", &x), MAIL_AUTH_BAD);
+	CHECK_STR(x.r.reason, "unknown user");
+	CHECK_INT(login("off@md.test", "secret", &x), MAIL_AUTH_DISABLED);
+	CHECK_INT(x.r.account_id, account_off);
+	CHECK_INT(login("off@md.test", "wrong", &x), MAIL_AUTH_BAD);
+	CHECK_INT(login("nopw@md.test", "", &x), MAIL_AUTH_BAD);
+	CHECK_INT(login("", "secret", &x), MAIL_AUTH_BAD);
+	{
+		char longname[400];
+		memset(longname, 'a', sizeof(longname) - 1);
+		longname[sizeof(longname) - 1] = '\0';
+		CHECK_INT(login(longname, "secret", &x), MAIL_AUTH_BAD);
+	}
+	/* no database: a temporary failure, still through the callback */
+	memset(&x, 0, sizeof(x));
+	CHECK_INT(mail_auth_login(loop, NULL, workers, "bob@md.test", "secret", auth_cb, &x), 0);
+	run_until(&x.done, 5000);
+	CHECK_INT(x.r.status, MAIL_AUTH_TEMPFAIL);
+}
+
+/* ---- maildrop ---- */
+
+struct list_res {
+	bool done;
+	enum store_status status;
+	bool no_inbox;
+	uint64_t mailbox_id;
+	uint32_t uidvalidity;
+	size_t count;
+	struct mail_maildrop_msg msgs[8];
+};
+
+static void list_cb(void *ctx, const struct mail_maildrop_listing *l)
+{
+	struct list_res *x = ctx;
+
+	x->done = true;
+	x->status = l->status;
+	x->no_inbox = l->no_inbox;
+	x->mailbox_id = l->mailbox_id;
+	x->uidvalidity = l->uidvalidity;
+	x->count = l->count;
+	for (size_t i = 0; i < l->count && i < 8; i++)
+		x->msgs[i] = l->msgs[i];
+}
+
+struct read_res {
+	bool done;
+	enum store_status status;
+	char data[256];
+	size_t len;
+	bool eof, gone;
+};
+
+static void read_cb(void *ctx, enum store_status status, const uint8_t *data, size_t len,
+		    bool eof, bool gone, const char *error)
+{
+	struct read_res *x = ctx;
+
+	x->done = true;
+	x->status = status;
+	x->eof = eof;
+	x->gone = gone;
+	x->len = len < sizeof(x->data) ? len : sizeof(x->data);
+	if (len > 0)
+		memcpy(x->data, data, x->len);
+}
+
+/* Reads uid in slices of `slice` bytes. Returns the reassembled length. */
+static size_t read_all(uint32_t uid, size_t slice, char *out, size_t size)
+{
+	size_t have = 0;
+
+	for (int i = 0; i < 1000; i++) {
+		struct read_res x = { 0 };
+
+		CHECK_INT(mail_maildrop_read(pool, account, inbox, uid, have, slice, read_cb, &x), 0);
+		run_until(&x.done, 5000);
+		CHECK_INT(x.status, STORE_OK);
+		if (!x.done || x.status != STORE_OK || x.gone || have + x.len > size)
+			return 0;
+		memcpy(out + have, x.data, x.len);
+		have += x.len;
+		if (x.eof)
+			return have;
+		CHECK(x.len == slice);
+	}
+	return 0;
+}
+
+struct done_res {
+	bool done;
+	enum store_status status;
+	uint64_t modseq;
+	size_t expunged;
+};
+
+static void done_cb(void *ctx, enum store_status status, const char *error)
+{
+	struct done_res *x = ctx;
+
+	x->done = true;
+	x->status = status;
+}
+
+static void expunge_cb(void *ctx, enum store_status status, uint64_t modseq, size_t n,
+		       const char *error)
+{
+	struct done_res *x = ctx;
+
+	x->done = true;
+	x->status = status;
+	x->modseq = modseq;
+	x->expunged = n;
+}
+
+PN_TEST(test_maildrop)
+{
+	struct list_res l = { 0 };
+	char buf[256], uidl[MAIL_UIDL_MAX + 1];
+	char sql[256];
+
+	CHECK_INT(mail_maildrop_list(pool, account, list_cb, &l), 0);
+	run_until(&l.done, 5000);
+	CHECK_INT(l.status, STORE_OK);
+	CHECK(!l.no_inbox);
+	CHECK_INT(l.mailbox_id, inbox);
+	CHECK_INT(l.count, 2);
+	CHECK_INT(l.msgs[0].uid, uid1);
+	CHECK_INT(l.msgs[0].size, strlen(body1));
+	CHECK_INT(l.msgs[1].uid, uid2);
+	mail_uidl_format(uidl, sizeof(uidl), 4294967295u, 4294967295u);
+	CHECK_STR(uidl, "4294967295.4294967295");
+	CHECK(l.uidvalidity > 0);
+
+	/* slices of every size from 1 byte up give back the same bytes */
+	for (size_t slice = 1; slice <= strlen(body1) + 1; slice += 7) {
+		size_t n = read_all(uid1, slice, buf, sizeof(buf));
+		CHECK_MEM(buf, n, body1, strlen(body1));
+	}
+	{
+		struct read_res x = { 0 };
+		CHECK_INT(mail_maildrop_read(pool, account, inbox, 999999, 0, 100, read_cb, &x), 0);
+		run_until(&x.done, 5000);
+		CHECK_INT(x.status, STORE_OK);
+		CHECK(x.gone);
+	}
+	{
+		struct done_res x = { 0 };
+		CHECK_INT(mail_maildrop_set_seen(pool, account, inbox, uid2, done_cb, &x), 0);
+		run_until(&x.done, 5000);
+		CHECK_INT(x.status, STORE_OK);
+		snprintf(sql, sizeof(sql), "SELECT flags FROM messages WHERE account_id = %" PRIu64
+			 " AND uid = %" PRIu32, account, uid2);
+		CHECK_INT(sql_int(sql) & 1, 1);
+	}
+	{
+		struct done_res x = { 0 };
+		uint32_t uids[2] = { uid1, 999999 };
+		CHECK_INT(mail_maildrop_expunge(pool, account, inbox, uids, 2, expunge_cb, &x), 0);
+		run_until(&x.done, 5000);
+		CHECK_INT(x.status, STORE_OK);
+		CHECK_INT(x.expunged, 1);
+		CHECK(x.modseq > 0);
+		/* again: nothing left to remove, still fine */
+		memset(&x, 0, sizeof(x));
+		CHECK_INT(mail_maildrop_expunge(pool, account, inbox, uids, 1, expunge_cb, &x), 0);
+		run_until(&x.done, 5000);
+		CHECK_INT(x.status, STORE_OK);
+		CHECK_INT(x.expunged, 0);
+	}
+	memset(&l, 0, sizeof(l));
+	CHECK_INT(mail_maildrop_list(pool, account, list_cb, &l), 0);
+	run_until(&l.done, 5000);
+	CHECK_INT(l.count, 1);
+	/* an account without an INBOX (made up id) */
+	memset(&l, 0, sizeof(l));
+	CHECK_INT(mail_maildrop_list(pool, 987654321, list_cb, &l), 0);
+	run_until(&l.done, 5000);
+	CHECK_INT(l.status, STORE_OK);
+	CHECK(l.no_inbox);
+}
+
+/* ---- the lock ---- */
+
+struct lock_res {
+	bool done;
+	enum mail_lock_status status;
+	bool degraded;
+};
+
+static void lock_cb(void *ctx, enum mail_lock_status status, bool degraded)
+{
+	struct lock_res *x = ctx;
+
+	x->done = true;
+	x->status = status;
+	x->degraded = degraded;
+}
+
+static struct store_redis *redis_client(int port)
+{
+	struct store_redis_settings set = { .host = redis_host, .port = port,
+					    .connect_timeout_ms = 500,
+					    .command_timeout_ms = 500 };
+	const char *error;
+	struct store_redis *r = store_redis_new(loop, &set, &error);
+	uint64_t end = now_ms() + 3000;
+
+	while (r != NULL && !store_redis_ready(r) && now_ms() < end && port == redis_port)
+		pn_loop_run_once(loop, 20);
+	return r;
+}
+
+struct pttl_res {
+	bool done;
+	long long v;
+};
+
+static void pttl_cb(void *ctx, enum store_status st, const redisReply *reply, const char *error)
+{
+	struct pttl_res *x = ctx;
+
+	x->done = true;
+	x->v = reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -99;
+}
+
+static long long pttl(struct store_redis *r, const char *key)
+{
+	struct pttl_res x = { 0 };
+	const char *argv[] = { "PTTL", key };
+
+	store_redis_command(r, pttl_cb, &x, 2, argv, NULL);
+	run_until(&x.done, 3000);
+	return x.v;
+}
+
+PN_TEST(test_lock)
+{
+	struct store_redis *r = redis_client(redis_port);
+	uint64_t acct = (uint64_t)getpid() * 1000 + (uint64_t)(time(NULL) % 1000);
+	struct lock_res a = { 0 }, b = { 0 }, c = { 0 };
+	struct mail_lock *la, *lb, *lc;
+	char key[STORE_RKEY_MAX];
+
+	CHECK(r != NULL && store_redis_ready(r));
+	store_rkey_account(key, sizeof(key), acct, "lock:pop3");
+	la = mail_lock_acquire(loop, r, acct, "pop3", 300, lock_cb, &a);
+	CHECK(la != NULL);
+	CHECK(!a.done);
+	run_until(&a.done, 3000);
+	CHECK_INT(a.status, MAIL_LOCK_OK);
+	CHECK(!a.degraded);
+	CHECK(pttl(r, key) > 0);
+	/* a second session is refused */
+	lb = mail_lock_acquire(loop, r, acct, "pop3", 300, lock_cb, &b);
+	run_until(&b.done, 3000);
+	CHECK_INT(b.status, MAIL_LOCK_IN_USE);
+	mail_lock_release(&lb);
+	CHECK(lb == NULL);
+	/* renewed well past its lease */
+	run_for(800);
+	CHECK(pttl(r, key) > 0);
+	mail_lock_release(&la);
+	run_for(100);
+	CHECK_INT(pttl(r, key), -2); /* gone */
+	lc = mail_lock_acquire(loop, r, acct, "pop3", 300, lock_cb, &c);
+	run_until(&c.done, 3000);
+	CHECK_INT(c.status, MAIL_LOCK_OK);
+	mail_lock_release(&lc);
+	run_for(100);
+	store_redis_free(&r);
+}
+
+PN_TEST(test_lock_degraded)
+{
+	/* a Redis that is not there: port 1 refuses */
+	struct store_redis *r = redis_client(1);
+	uint64_t acct = (uint64_t)getpid() * 1000 + 999;
+	struct lock_res a = { 0 }, b = { 0 }, c = { 0 };
+	struct mail_lock *la, *lb, *lc;
+
+	CHECK(r != NULL);
+	run_for(100);
+	la = mail_lock_acquire(loop, r, acct, "pop3", 300, lock_cb, &a);
+	run_until(&a.done, 3000);
+	CHECK_INT(a.status, MAIL_LOCK_OK);
+	CHECK(a.degraded);
+	CHECK(mail_lock_degraded(la));
+	/* still exclusive on this process */
+	lb = mail_lock_acquire(loop, r, acct, "pop3", 300, lock_cb, &b);
+	run_until(&b.done, 3000);
+	CHECK_INT(b.status, MAIL_LOCK_IN_USE);
+	mail_lock_release(&lb);
+	run_for(400); /* renewal ticks keep trying without trouble */
+	mail_lock_release(&la);
+	/* no Redis client at all */
+	lc = mail_lock_acquire(loop, NULL, acct, "pop3", 300, lock_cb, &c);
+	run_until(&c.done, 3000);
+	CHECK_INT(c.status, MAIL_LOCK_OK);
+	CHECK(c.degraded);
+	mail_lock_release(&lc);
+	run_for(50);
+	store_redis_free(&r);
+}
+
+int pn_test_failures_;
+
+int main(void)
+{
+	static const struct pn_test_case cases[] = {
+		PN_TEST_CASE(test_logins),
+		PN_TEST_CASE(test_maildrop),
+		PN_TEST_CASE(test_lock),
+		PN_TEST_CASE(test_lock_degraded),
+	};
+	const char *base = getenv("POSTERN_PG_DSN"), *rp = getenv("POSTERN_REDIS_PORT");
+	const char *error;
+	int ret;
+
+	if (base == NULL || base[0] == '\0' || rp == NULL)
+		return pn_test_skip("test-maildrop", "POSTERN_PG_DSN / POSTERN_REDIS_PORT not set");
+	redis_host = getenv("POSTERN_REDIS_HOST") != NULL ? getenv("POSTERN_REDIS_HOST") : "127.0.0.1";
+	redis_port = atoi(rp);
+	if (setup_db(base) < 0) {
+		fprintf(stderr, "test-maildrop: database set-up failed\n");
+		return 1;
+	}
+	loop = pn_loop_new(NULL, &error);
+	workers = pn_workpool_new(2, 16, &error);
+	pool = store_pgpool_new(loop, &(struct store_pgpool_settings){ .dsn = dsn }, &error);
+	if (loop == NULL || workers == NULL || pool == NULL) {
+		fprintf(stderr, "test-maildrop: %s\n", error);
+		return 1;
+	}
+	ret = pn_test_run("test-maildrop", cases, sizeof(cases) / sizeof(cases[0]));
+	store_pgpool_free(&pool);
+	pn_workpool_free(&workers);
+	run_for(20);
+	pn_loop_free(&loop);
+	teardown_db();
+	return ret;
+}
