@@ -1,0 +1,322 @@
+/* The balancer's protocol table, its settings table (every key with type,
+ * default and one line of help, from which the parser, the POSTERN_<KEY>
+ * environment overrides and --help-config all come) and the topology
+ * builder that pairs the positional upstream lists into servers. See
+ * lb-config.h.
+ */
+#include "lb-config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lb-algo.h"
+#include "postern/loop.h"
+
+/* RFC 5530 section 3 (UNAVAILABLE), RFC 3206 section 4 (SYS/TEMP), RFC
+ * 5321 section 3.8 and RFC 3463 (421 4.3.2 system not accepting network
+ * messages; 4.7.0 for a policy refusal). */
+#define IMAP_UNAVAIL "* BYE [UNAVAILABLE] Service temporarily unavailable, try again later\r\n"
+#define IMAP_LIMIT "* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
+#define POP3_UNAVAIL "-ERR [SYS/TEMP] Service temporarily unavailable, try again later\r\n"
+#define POP3_LIMIT "-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+#define SMTP_UNAVAIL "421 4.3.2 Service not available, closing transmission channel\r\n"
+#define SMTP_LIMIT "421 4.7.0 Too many connections, try again later\r\n"
+
+const struct lb_proto_info lb_protos[LB_PROTO_COUNT] = {
+	[LB_PROTO_IMAP] = { "imap", LB_FAMILY_IMAP, false, IMAP_UNAVAIL, IMAP_LIMIT,
+			    "* OK", "a LOGOUT\r\n" },
+	[LB_PROTO_IMAPS] = { "imaps", LB_FAMILY_IMAP, true, IMAP_UNAVAIL, IMAP_LIMIT,
+			     "* OK", "a LOGOUT\r\n" },
+	[LB_PROTO_POP3] = { "pop3", LB_FAMILY_POP3, false, POP3_UNAVAIL, POP3_LIMIT,
+			    "+OK", "QUIT\r\n" },
+	[LB_PROTO_POP3S] = { "pop3s", LB_FAMILY_POP3, true, POP3_UNAVAIL, POP3_LIMIT,
+			     "+OK", "QUIT\r\n" },
+	[LB_PROTO_SMTP] = { "smtp", LB_FAMILY_SMTP, false, SMTP_UNAVAIL, SMTP_LIMIT,
+			    "220", "QUIT\r\n" },
+	[LB_PROTO_SUBMISSION] = { "submission", LB_FAMILY_SMTP, false, SMTP_UNAVAIL,
+				  SMTP_LIMIT, "220", "QUIT\r\n" },
+	[LB_PROTO_SUBMISSIONS] = { "submissions", LB_FAMILY_SMTP, true, SMTP_UNAVAIL,
+				   SMTP_LIMIT, "220", "QUIT\r\n" },
+	[LB_PROTO_LMTP] = { "lmtp", LB_FAMILY_SMTP, false, SMTP_UNAVAIL, SMTP_LIMIT,
+			    "220", "QUIT\r\n" },
+};
+
+static int check_hostport_or_empty(const void *value, const char **error_r)
+{
+	const char *s = *(char *const *)value;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (s[0] == '\0' || pn_parse_hostport(s, &ss, &len) == 0)
+		return 0;
+	*error_r = "expected a numeric host:port, [v6]:port or :port (or empty for off)";
+	return -1;
+}
+
+static int check_hostport(const void *value, const char **error_r)
+{
+	const char *s = *(char *const *)value;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (pn_parse_hostport(s, &ss, &len) == 0)
+		return 0;
+	*error_r = "expected a numeric host:port, [v6]:port or :port";
+	return -1;
+}
+
+#define LISTEN_DEF(p, P)                                                      \
+	{ p "_listen", PN_CFG_STRING, "", offsetof(struct lb_config, listen[P]), \
+	  check_hostport_or_empty,                                            \
+	  "Address the " p " listener binds to; empty turns it off." },       \
+	{ p "_upstreams", PN_CFG_LIST, "",                                     \
+	  offsetof(struct lb_config, upstreams[P]), NULL,                     \
+	  "The frontends' " p " addresses, one per server in server order "  \
+	  "(\"-\": that server has none)." }
+
+const struct pn_config_def lb_config_defs[] = {
+	{ "node", PN_CFG_STRING, "balancer", offsetof(struct lb_config, node), NULL,
+	  "Node name shown in logs." },
+	{ "log_level", PN_CFG_ENUM("debug", "info", "warn", "error"), "info",
+	  offsetof(struct lb_config, log_level), NULL, "Lowest level logged." },
+	{ "admin_listen", PN_CFG_STRING, "127.0.0.1:9080",
+	  offsetof(struct lb_config, admin_listen), check_hostport,
+	  "Admin HTTP address (/healthz /readyz /metrics /status / and the "
+	  "backend POST endpoints)." },
+	{ "admin_control", PN_CFG_ENUM("loopback", "any", "off"), "loopback",
+	  offsetof(struct lb_config, admin_control), NULL,
+	  "Who may drain, enable or reweight backends: loopback serves the POST "
+	  "endpoints only when admin_listen is a loopback address." },
+	{ "threads", PN_CFG_INT_RANGE(0, 256), "0", offsetof(struct lb_config, threads),
+	  NULL, "Relay threads, each with its own ring and listeners; 0 = one per core." },
+	LISTEN_DEF("imap", LB_PROTO_IMAP),
+	LISTEN_DEF("imaps", LB_PROTO_IMAPS),
+	LISTEN_DEF("pop3", LB_PROTO_POP3),
+	LISTEN_DEF("pop3s", LB_PROTO_POP3S),
+	LISTEN_DEF("smtp", LB_PROTO_SMTP),
+	LISTEN_DEF("submission", LB_PROTO_SUBMISSION),
+	LISTEN_DEF("submissions", LB_PROTO_SUBMISSIONS),
+	LISTEN_DEF("lmtp", LB_PROTO_LMTP),
+	{ "upstream_admin", PN_CFG_LIST, "", offsetof(struct lb_config, upstream_admin),
+	  NULL, "The frontends' admin addresses in server order (GET /readyz health "
+	  "checks; \"-\": none)." },
+	{ "upstream_names", PN_CFG_LIST, "", offsetof(struct lb_config, upstream_names),
+	  NULL, "Server names in server order (default upstream-1, upstream-2, ...)." },
+	{ "upstream_weights", PN_CFG_LIST, "",
+	  offsetof(struct lb_config, upstream_weights), NULL,
+	  "Server weights 1..1000 in server order (default 1 each)." },
+	{ "proxy_protocol", PN_CFG_ENUM("off", "v2"), "v2",
+	  offsetof(struct lb_config, proxy_protocol), NULL,
+	  "Header sent to upstreams before the client's bytes (and before probes, "
+	  "as LOCAL)." },
+	{ "algorithm", PN_CFG_ENUM("roundrobin", "leastconn", "source", "chash"),
+	  "roundrobin", offsetof(struct lb_config, algorithm), NULL,
+	  "Balancing: weighted round robin, least connections, source-address "
+	  "hash, consistent hash of the source with bounded loads." },
+	{ "chash_balance", PN_CFG_INT_RANGE(0, 1000), "25",
+	  offsetof(struct lb_config, chash_balance), NULL,
+	  "chash: a node takes at most (100 + this)% of its share of the load; 0 "
+	  "= no bound." },
+	{ "check_interval", PN_CFG_DURATION_RANGE(50, 3600000), "500ms",
+	  offsetof(struct lb_config, check_interval_ms), NULL,
+	  "Time between health checks of a backend." },
+	{ "check_timeout", PN_CFG_DURATION_RANGE(50, 60000), "600ms",
+	  offsetof(struct lb_config, check_timeout_ms), NULL,
+	  "A check that takes longer fails (a hung node)." },
+	{ "check_rise", PN_CFG_INT_RANGE(1, 100), "2", offsetof(struct lb_config, check_rise),
+	  NULL, "Good checks in a row that bring a backend back." },
+	{ "check_fall", PN_CFG_INT_RANGE(1, 100), "2", offsetof(struct lb_config, check_fall),
+	  NULL, "Failed checks in a row that take a backend out (a refused or reset "
+	  "connection takes it out at once)." },
+	{ "check_probe", PN_CFG_BOOL, "yes", offsetof(struct lb_config, check_probe), NULL,
+	  "Protocol probe: connect, expect the greeting, say LOGOUT/QUIT (implicit "
+	  "TLS ports: connect only)." },
+	{ "check_http", PN_CFG_BOOL, "yes", offsetof(struct lb_config, check_http), NULL,
+	  "GET /readyz on each server's admin address (when upstream_admin is set)." },
+	{ "slowstart", PN_CFG_DURATION_RANGE(0, 3600000), "3s",
+	  offsetof(struct lb_config, slowstart_ms), NULL,
+	  "A backend that comes back ramps its weight from 10% to 100% over this "
+	  "time; 0 = at once." },
+	{ "connect_timeout", PN_CFG_DURATION_RANGE(10, 600000), "1s",
+	  offsetof(struct lb_config, connect_timeout_ms), NULL,
+	  "Connecting to an upstream longer than this fails over to the next." },
+	{ "idle_timeout", PN_CFG_DURATION_RANGE(1000, 86400000), "31m",
+	  offsetof(struct lb_config, idle_timeout_ms), NULL,
+	  "A relayed connection with no bytes either way for this long is closed "
+	  "(above IMAP IDLE's 29 minutes)." },
+	{ "shutdown_grace", PN_CFG_DURATION_RANGE(0, 3600000), "10s",
+	  offsetof(struct lb_config, shutdown_grace_ms), NULL,
+	  "On SIGTERM: stop accepting, let connections finish for this long, exit." },
+	{ "max_connections", PN_CFG_INT_RANGE(0, 100000000), "100000",
+	  offsetof(struct lb_config, max_connections), NULL,
+	  "Client connections at once, all listeners; 0 = no limit." },
+	{ "max_connections_per_source", PN_CFG_INT_RANGE(0, 100000000), "0",
+	  offsetof(struct lb_config, max_connections_per_source), NULL,
+	  "Client connections at once from one IP address; 0 = no limit." },
+	{ "max_rate_per_source", PN_CFG_INT_RANGE(0, 1000000), "0",
+	  offsetof(struct lb_config, max_rate_per_source), NULL,
+	  "New connections per second from one IP address (a burst of as many is "
+	  "allowed); 0 = no limit." },
+	{ "relay_buffer", PN_CFG_SIZE_RANGE(4096, 16 * 1024 * 1024), "64k",
+	  offsetof(struct lb_config, relay_buffer), NULL,
+	  "Bytes queued per direction while the receiver is slow; beyond it the "
+	  "sender is not read (backpressure)." },
+};
+const size_t lb_config_def_count = PN_CONFIG_COUNT(lb_config_defs);
+
+static __thread char errbuf[512];
+
+static int fail(const char **error_r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail(const char **error_r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+	va_end(ap);
+	*error_r = errbuf;
+	return -1;
+}
+
+int lb_config_load(struct lb_config *cfg, const char *path, const char *const *sets,
+		   size_t nsets, const char **error_r)
+{
+	return pn_config_load(lb_config_defs, lb_config_def_count, cfg, path, sets, nsets,
+			      error_r);
+}
+
+void lb_config_free(struct lb_config *cfg)
+{
+	pn_config_free(lb_config_defs, lb_config_def_count, cfg);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static bool name_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len >= LB_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int parse_weight(const char *s, uint32_t *w_r)
+{
+	unsigned long v = 0;
+
+	if (*s == '\0' || strlen(s) > 4)
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	if (v < 1 || v > LB_WEIGHT_MAX)
+		return -1;
+	*w_r = (uint32_t)v;
+	return 0;
+}
+
+int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
+		      const char **error_r)
+{
+	size_t n = cfg->upstream_admin.count;
+	struct lb_server_conf *sv;
+
+	t->servers = NULL;
+	t->n = 0;
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		if (cfg->upstreams[p].count > n)
+			n = cfg->upstreams[p].count;
+	if (n > LB_POOL_MAX)
+		return fail(error_r, "%zu servers: at most %d", n, LB_POOL_MAX);
+	if (cfg->upstream_names.count != 0 && cfg->upstream_names.count != n)
+		return fail(error_r, "upstream_names has %zu names for %zu servers",
+			    cfg->upstream_names.count, n);
+	if (cfg->upstream_weights.count != 0 && cfg->upstream_weights.count != n)
+		return fail(error_r, "upstream_weights has %zu weights for %zu servers",
+			    cfg->upstream_weights.count, n);
+	if (n == 0)
+		return 0;
+	sv = calloc(n, sizeof(*sv));
+	if (sv == NULL)
+		return fail(error_r, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct lb_server_conf *s = &sv[i];
+
+		if (cfg->upstream_names.count != 0) {
+			const char *name = cfg->upstream_names.items[i];
+
+			if (!name_ok(name)) {
+				fail(error_r, "upstream_names: bad name \"%.80s\" (letters, "
+				     "digits, '.', '_', '-'; at most %d bytes)", name,
+				     LB_NAME_MAX - 1);
+				goto bad;
+			}
+			snprintf(s->name, sizeof(s->name), "%s", name);
+			for (size_t j = 0; j < i; j++) {
+				if (strcmp(sv[j].name, s->name) == 0) {
+					fail(error_r, "upstream_names: \"%s\" twice", s->name);
+					goto bad;
+				}
+			}
+		} else {
+			snprintf(s->name, sizeof(s->name), "upstream-%zu", i + 1);
+		}
+		s->weight = 1;
+		if (cfg->upstream_weights.count != 0 &&
+		    parse_weight(cfg->upstream_weights.items[i], &s->weight) < 0) {
+			fail(error_r, "upstream_weights: bad weight \"%.20s\" (1..%d)",
+			     cfg->upstream_weights.items[i], LB_WEIGHT_MAX);
+			goto bad;
+		}
+		if (i < cfg->upstream_admin.count &&
+		    strcmp(cfg->upstream_admin.items[i], "-") != 0) {
+			if (pn_parse_hostport(cfg->upstream_admin.items[i], &s->admin,
+					      &s->admin_len) < 0) {
+				fail(error_r, "upstream_admin: bad address \"%.80s\"",
+				     cfg->upstream_admin.items[i]);
+				goto bad;
+			}
+			s->has_admin = true;
+		}
+		for (int p = 0; p < LB_PROTO_COUNT; p++) {
+			const char *a;
+
+			if (i >= cfg->upstreams[p].count)
+				continue;
+			a = cfg->upstreams[p].items[i];
+			if (strcmp(a, "-") == 0)
+				continue;
+			if (pn_parse_hostport(a, &s->addr[p], &s->addr_len[p]) < 0) {
+				fail(error_r, "%s_upstreams: bad address \"%.80s\"",
+				     lb_protos[p].name, a);
+				goto bad;
+			}
+			s->has[p] = true;
+		}
+	}
+	t->servers = sv;
+	t->n = n;
+	return 0;
+bad:
+	free(sv);
+	return -1;
+}
+
+void lb_topology_free(struct lb_topology *t)
+{
+	free(t->servers);
+	t->servers = NULL;
+	t->n = 0;
+}

@@ -1,0 +1,134 @@
+/* The balancer's configuration: the protocol table, the settings table
+ * (postern/config.h: file, POSTERN_<KEY> environment, --set), and the
+ * upstream topology built from it.
+ *
+ * Upstreams are given per protocol as positional lists, the shape the local
+ * cluster passes in its environment:
+ *
+ *   imap_upstreams   = 10.0.0.1:143, 10.0.0.2:143
+ *   pop3_upstreams   = 10.0.0.1:110, 10.0.0.2:110
+ *   upstream_admin   = 10.0.0.1:9080, 10.0.0.2:9080   (their /readyz)
+ *   upstream_names   = fe1, fe2                       (optional)
+ *   upstream_weights = 1, 2                           (optional)
+ *
+ * The i-th item of every list belongs to the same frontend node ("server"):
+ * it has one admin address (health by /readyz, drain) and one backend per
+ * protocol it listens for. "-" in a protocol list means "this node does not
+ * serve that protocol". Unnamed servers are called upstream-1, upstream-2...
+ * Addresses are numeric (host:port or [v6]:port).
+ *
+ * Nothing here does I/O except reading the config file.
+ */
+#ifndef POSTERN_LB_CONFIG_H
+#define POSTERN_LB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "postern/config.h"
+
+enum lb_proto {
+	LB_PROTO_IMAP = 0,
+	LB_PROTO_IMAPS,
+	LB_PROTO_POP3,
+	LB_PROTO_POP3S,
+	LB_PROTO_SMTP,
+	LB_PROTO_SUBMISSION,
+	LB_PROTO_SUBMISSIONS,
+	LB_PROTO_LMTP,
+	LB_PROTO_COUNT
+};
+
+enum lb_family { LB_FAMILY_IMAP, LB_FAMILY_POP3, LB_FAMILY_SMTP };
+
+struct lb_proto_info {
+	const char *name;		/* "imap": config keys, labels, logs */
+	enum lb_family family;
+	bool implicit_tls;		/* the client speaks TLS first */
+	/* Temporary refusal when no upstream can take the client (and for
+	 * limits), in the protocol's own words, with CRLF. */
+	const char *refusal_unavailable;
+	const char *refusal_limit;
+	/* Probe: the greeting starts with this, then we say logout. */
+	const char *greeting_prefix;
+	const char *logout;
+};
+
+extern const struct lb_proto_info lb_protos[LB_PROTO_COUNT];
+
+enum lb_proxy_mode { LB_PROXY_OFF = 0, LB_PROXY_V2 };
+enum lb_admin_control { LB_ADMIN_CONTROL_LOOPBACK = 0, LB_ADMIN_CONTROL_ANY,
+			LB_ADMIN_CONTROL_OFF };
+
+struct lb_config {
+	char *node;
+	int log_level;			/* enum pn_log_level */
+	char *admin_listen;
+	int admin_control;		/* enum lb_admin_control */
+	int64_t threads;		/* 0: one per core */
+	char *listen[LB_PROTO_COUNT];	/* "" = listener off */
+	struct pn_config_list upstreams[LB_PROTO_COUNT];
+	struct pn_config_list upstream_admin;
+	struct pn_config_list upstream_names;
+	struct pn_config_list upstream_weights;
+	int proxy_protocol;		/* enum lb_proxy_mode */
+	int algorithm;			/* enum lb_algo */
+	int64_t chash_balance;		/* percent over the average (e) */
+	uint64_t check_interval_ms;
+	uint64_t check_timeout_ms;
+	int64_t check_rise;
+	int64_t check_fall;
+	bool check_probe;
+	bool check_http;
+	uint64_t slowstart_ms;
+	uint64_t connect_timeout_ms;
+	uint64_t idle_timeout_ms;
+	uint64_t shutdown_grace_ms;
+	int64_t max_connections;	/* 0: no limit */
+	int64_t max_connections_per_source;
+	int64_t max_rate_per_source;	/* new connections per second */
+	uint64_t relay_buffer;		/* bytes queued per direction */
+};
+
+extern const struct pn_config_def lb_config_defs[];
+extern const size_t lb_config_def_count;
+
+/* Defaults, then path (may be NULL), then the environment, then sets
+ * ("key=value"). cfg must be zeroed or freed before. Returns 0, or -1 with
+ * *error_r (valid until the next call on this thread). */
+int lb_config_load(struct lb_config *cfg, const char *path, const char *const *sets,
+		   size_t nsets, const char **error_r);
+void lb_config_free(struct lb_config *cfg);
+
+#define LB_NAME_MAX 64
+#define LB_WEIGHT_MAX 1000
+
+/* One frontend node as configured. */
+struct lb_server_conf {
+	char name[LB_NAME_MAX];
+	uint32_t weight;			/* 1..LB_WEIGHT_MAX */
+	bool has_admin;
+	struct sockaddr_storage admin;
+	socklen_t admin_len;
+	bool has[LB_PROTO_COUNT];
+	struct sockaddr_storage addr[LB_PROTO_COUNT];
+	socklen_t addr_len[LB_PROTO_COUNT];
+};
+
+struct lb_topology {
+	struct lb_server_conf *servers;	/* malloc'd */
+	size_t n;
+};
+
+/* Builds the servers from cfg's lists (see the top of this file). Errors:
+ * a bad address, a names or weights list longer or shorter than the
+ * servers, a duplicate or malformed name ([A-Za-z0-9._-], at most 63
+ * bytes), a weight outside 1..LB_WEIGHT_MAX, more than LB_POOL_MAX
+ * servers. Returns 0, or -1 with *error_r (per-thread buffer). */
+int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
+		      const char **error_r);
+void lb_topology_free(struct lb_topology *t);
+
+#endif

@@ -1,0 +1,875 @@
+/* The relay threads: each one runs a loop with its own SO_REUSEPORT
+ * listener per protocol and relays the connections it accepts (L4).
+ *
+ * A connection: accept, check the limits, pick a backend (lb-algo.h over
+ * the current snapshot), connect with a timeout, send the PROXY v2 header
+ * (client and local address), then relay bytes both ways.
+ *
+ * Relaying uses the loop's provided-buffer multishot receive: a received
+ * chunk is sent on at once with a non-blocking send() from the receive
+ * callback; only what the other side cannot take now is copied into that
+ * direction's queue, and a POLLOUT poll flushes it. A queue that reaches
+ * relay_buffer stops receiving from its source (backpressure) until it has
+ * drained below half. An idle connection holds no buffer at all.
+ *
+ * Failover: until the first byte from the upstream has been passed to the
+ * client, the client's bytes are also kept (up to relay_buffer) so that a
+ * connection refused, reset, timed out or closed by the upstream is retried
+ * on the next eligible backend without the client noticing; each such
+ * failure is reported to the health checker (passive check) and takes the
+ * backend out of rotation at once. With nothing left to try, the client
+ * gets its protocol's temporary refusal (implicit-TLS listeners just
+ * close: a plaintext line would mean nothing to a TLS client).
+ *
+ * End of stream is passed on as shutdown(SHUT_WR) once the queue toward
+ * that side is empty; the connection closes when both directions have
+ * ended. An error (reset) on one side resets the other (SO_LINGER 0).
+ * After one direction ended the idle timeout shrinks to LB_FIN_TIMEOUT_MS.
+ */
+#include "lb.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "postern/buf.h"
+#include "postern/log.h"
+#include "postern/proxy.h"
+
+#define LB_FIN_TIMEOUT_MS 30000
+#define LB_REFUSE_LINGER_MS 2000
+#define QUEUE_SLACK (64 * 1024)	/* a receive chunk, a header */
+
+enum conn_state { CONN_CONNECTING = 0, CONN_RELAY, CONN_REFUSING, CONN_CLOSING };
+
+struct lb_dir {
+	struct pn_buf q;	/* bytes the destination could not take yet */
+	bool eof;		/* the source ended its stream */
+	bool shut;		/* ... and that was passed on */
+	bool polling;		/* POLLOUT armed on the destination */
+	bool stopped;		/* source not read: queue over relay_buffer */
+};
+
+struct lb_conn {
+	struct lb_worker *w;
+	struct lb_conn *prev, *next;
+	enum lb_proto proto;
+	uint8_t state;
+	uint8_t attempts;
+	uint8_t open_ios;
+	bool answered;		/* an upstream byte went to the client */
+	bool no_retry;		/* the client's bytes no longer fit the replay */
+	bool crecv, urecv;
+	bool admitted, tracked;	/* counted by the limits */
+	uint8_t proxy;
+	uint32_t relay_buffer;
+	uint64_t idle_timeout_ms, connect_timeout_ms;
+	pn_io_id cio, uio;
+	int cfd, ufd;
+	struct lb_backend *be;
+	const struct lb_backend *tried[LB_MAX_ATTEMPTS];
+	struct lb_dir c2u, u2c;
+	struct pn_buf replay;	/* the client's bytes while not answered */
+	uint64_t last_ms;
+	uint64_t connect_start_ms;
+	struct sockaddr_storage caddr;
+	socklen_t caddr_len;
+};
+
+static void conn_close(struct lb_conn *c, bool reset);
+static void conn_start_upstream(struct lb_conn *c);
+static void conn_update_recv(struct lb_conn *c);
+
+static struct pn_loop *conn_loop(const struct lb_conn *c)
+{
+	return c->w->loop;
+}
+
+static const char *peer_text(const struct lb_conn *c, char *buf, size_t size)
+{
+	return pn_format_addr((const struct sockaddr *)&c->caddr, buf, size);
+}
+
+/* ---- picking ---- */
+
+static void worker_refresh_pickers(struct lb_worker *w, const struct lb_snapshot *s)
+{
+	const char *err = NULL;
+
+	if (w->pickers_ok && w->picker_gen == s->gen)
+		return;
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		lb_picker_free(&w->pickers[p]);
+	w->pickers_ok = true;
+	for (int p = 0; p < LB_PROTO_COUNT; p++) {
+		struct lb_node nodes[LB_POOL_MAX];
+		const struct lb_pool *pool = &s->pool[p];
+
+		for (size_t i = 0; i < pool->n; i++)
+			nodes[i] = (struct lb_node){ pool->be[i]->id, 0, 0 };
+		if (lb_picker_init(&w->pickers[p], s->algo, nodes, pool->n, s->balance_pct,
+				   &err) < 0) {
+			pn_error("event=picker_failed worker=%u error=%s", w->idx, err);
+			w->pickers_ok = false;
+		} else if (s->algo == LB_ALGO_ROUNDROBIN) {
+			lb_rr_stagger(&w->pickers[p].rr, w->idx);
+		}
+	}
+	w->picker_gen = s->gen;
+}
+
+static bool was_tried(const struct lb_conn *c, const struct lb_backend *be)
+{
+	for (unsigned int i = 0; i < c->attempts; i++)
+		if (c->tried[i] == be)
+			return true;
+	return false;
+}
+
+static struct lb_backend *pick_backend(struct lb_conn *c, const struct lb_snapshot *s)
+{
+	struct lb_worker *w = c->w;
+	const struct lb_pool *pool = &s->pool[c->proto];
+	struct lb_node nodes[LB_POOL_MAX];
+	ssize_t k;
+
+	worker_refresh_pickers(w, s);
+	if (!w->pickers_ok || pool->n == 0)
+		return NULL;
+	for (size_t i = 0; i < pool->n; i++) {
+		struct lb_backend *be = pool->be[i];
+		uint32_t weight = atomic_load_explicit(&be->eff_weight, memory_order_relaxed);
+
+		if (atomic_load_explicit(&be->passive_down, memory_order_relaxed) ||
+		    was_tried(c, be))
+			weight = 0;
+		nodes[i] = (struct lb_node){ be->id, weight,
+			atomic_load_explicit(&be->active, memory_order_relaxed) };
+	}
+	k = lb_picker_pick(&w->pickers[c->proto], nodes, pool->n,
+			   lb_source_key((const struct sockaddr *)&c->caddr));
+	return k < 0 ? NULL : pool->be[k];
+}
+
+static void release_backend(struct lb_conn *c)
+{
+	struct lb_backend *be = c->be;
+
+	if (be == NULL)
+		return;
+	c->be = NULL;
+	pn_gauge_dec(be->m_active);
+	/* The last touch of be: after this the control thread may free it. */
+	atomic_fetch_sub_explicit(&be->active, 1, memory_order_release);
+}
+
+/* ---- sending ---- */
+
+/* Sends data to the destination of d now as far as it goes, queueing the
+ * rest (and arming POLLOUT). Returns 0, or -1 on a send error. */
+static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
+		     const uint8_t *data, size_t len)
+{
+	if (pn_buf_len(&d->q) == 0 && !d->polling) {
+		ssize_t n = send(dst_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				return -1;
+			n = 0;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	if (len == 0)
+		return 0;
+	if (pn_buf_append(&d->q, data, len) < 0)
+		return -1; /* cannot happen: the source stops at relay_buffer */
+	if (!d->polling) {
+		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0)
+			return -1;
+		d->polling = true;
+	}
+	return 0;
+}
+
+/* Ends the destination's stream once everything before the end went out. */
+static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
+{
+	if (d->eof && !d->shut && pn_buf_len(&d->q) == 0 && !d->polling) {
+		shutdown(dst_fd, SHUT_WR);
+		d->shut = true;
+		/* A half-closed connection gets the shorter idle timeout. */
+		if (c->idle_timeout_ms > LB_FIN_TIMEOUT_MS)
+			c->idle_timeout_ms = LB_FIN_TIMEOUT_MS;
+	}
+	if (c->c2u.shut && c->u2c.shut)
+		conn_close(c, false);
+}
+
+/* POLLOUT on the destination of d: flush its queue. */
+static void dir_flush(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
+		      int revents)
+{
+	d->polling = false;
+	if (c->state != CONN_RELAY)
+		return;
+	if (revents < 0) {
+		conn_close(c, true);
+		return;
+	}
+	while (pn_buf_len(&d->q) > 0) {
+		ssize_t n = send(dst_fd, pn_buf_rptr(&d->q), pn_buf_len(&d->q),
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				break;
+			conn_close(c, true);
+			return;
+		}
+		pn_buf_consume(&d->q, (size_t)n);
+	}
+	if (pn_buf_len(&d->q) > 0) {
+		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0) {
+			conn_close(c, true);
+			return;
+		}
+		d->polling = true;
+	} else {
+		pn_buf_free(&d->q); /* idle connections hold no buffer */
+	}
+	conn_update_recv(c);
+	if (c->state == CONN_RELAY)
+		dir_maybe_shut(c, d, dst_fd);
+}
+
+/* Turns receiving on or off on each side to match the queues. */
+static void conn_update_recv(struct lb_conn *c)
+{
+	struct pn_loop *loop = conn_loop(c);
+	bool want_c, want_u;
+
+	if (c->state != CONN_RELAY)
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct lb_dir *d = i == 0 ? &c->c2u : &c->u2c;
+		size_t len = pn_buf_len(&d->q);
+
+		if (!d->stopped && len >= c->relay_buffer)
+			d->stopped = true;
+		else if (d->stopped && len < c->relay_buffer / 2)
+			d->stopped = false;
+	}
+	want_c = !c->c2u.eof && !c->c2u.stopped;
+	want_u = !c->u2c.eof && !c->u2c.stopped;
+	if (want_c != c->crecv) {
+		if (want_c ? pn_io_recv(loop, c->cio) : pn_io_recv_stop(loop, c->cio)) {
+			conn_close(c, true);
+			return;
+		}
+		c->crecv = want_c;
+	}
+	if (want_u != c->urecv) {
+		if (want_u ? pn_io_recv(loop, c->uio) : pn_io_recv_stop(loop, c->uio)) {
+			conn_close(c, true);
+			return;
+		}
+		c->urecv = want_u;
+	}
+}
+
+/* ---- refusing ---- */
+
+static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason)
+{
+	struct lb *lb = c->w->lb;
+	char peer[64];
+
+	pn_counter_inc(pn_metric_series(lb->m.refused,
+					PN_LABELS(lb_protos[c->proto].name, reason)));
+	atomic_fetch_add_explicit(&lb->refused_n[c->proto], 1, memory_order_relaxed);
+	pn_info("event=refused proto=%s peer=%s reason=%s attempts=%u",
+		lb_protos[c->proto].name, peer_text(c, peer, sizeof(peer)), reason,
+		c->attempts);
+	if (lb_protos[c->proto].implicit_tls || msg == NULL) {
+		conn_close(c, false);
+		return;
+	}
+	/* A fresh socket with an empty send buffer takes one line at once. */
+	if (send(c->cfd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		conn_close(c, false);
+		return;
+	}
+	shutdown(c->cfd, SHUT_WR);
+	/* Read (and drop) until the client closes, so that unread bytes do
+	 * not turn our close into a reset that destroys the refusal. */
+	c->state = CONN_REFUSING;
+	if (!c->crecv) {
+		if (pn_io_recv(conn_loop(c), c->cio) < 0) {
+			conn_close(c, false);
+			return;
+		}
+		c->crecv = true;
+	}
+	pn_io_timer_set(conn_loop(c), c->cio, LB_REFUSE_LINGER_MS);
+}
+
+/* ---- closing ---- */
+
+static void set_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static void conn_close(struct lb_conn *c, bool reset)
+{
+	struct lb *lb = c->w->lb;
+	struct pn_loop *loop = conn_loop(c);
+
+	if (c->state == CONN_CLOSING)
+		return;
+	c->state = CONN_CLOSING;
+	if (reset) {
+		set_reset(c->cfd);
+		set_reset(c->ufd);
+	}
+	if (c->uio != PN_IO_NONE)
+		pn_io_close(loop, c->uio);
+	pn_io_close(loop, c->cio);
+	c->uio = PN_IO_NONE;
+	release_backend(c);
+	if (c->admitted) {
+		lb_limits_release(lb->limits, (const struct sockaddr *)&c->caddr, c->tracked);
+		c->admitted = false;
+	}
+	pn_gauge_dec(lb->m.active_s);
+}
+
+static void worker_maybe_exit(struct lb_worker *w)
+{
+	if (w->quitting && w->nconns == 0 && w->nlisteners_open == 0)
+		pn_loop_stop(w->loop);
+}
+
+static void conn_io_closed(void *ctx)
+{
+	struct lb_conn *c = ctx;
+	struct lb_worker *w = c->w;
+
+	if (--c->open_ios > 0 || c->state != CONN_CLOSING)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	pn_buf_free(&c->c2u.q);
+	pn_buf_free(&c->u2c.q);
+	pn_buf_free(&c->replay);
+	free(c);
+	w->nconns--;
+	atomic_store_explicit(&w->nconns_shared, w->nconns, memory_order_relaxed);
+	worker_maybe_exit(w);
+}
+
+/* ---- upstream side ---- */
+
+/* The current upstream failed before answering: note it, try the next. */
+static void conn_upstream_failed(struct lb_conn *c, int err, const char *what)
+{
+	struct lb *lb = c->w->lb;
+	struct lb_backend *be = c->be;
+	char peer[64];
+
+	if (be != NULL) {
+		pn_counter_inc(be->m_connect_failures);
+		/* Out of rotation for every thread, now; the control thread
+		 * turns this into a health state change. */
+		atomic_store(&be->passive_down, true);
+		atomic_fetch_add(&be->passive_fails, 1);
+		pn_warn("event=upstream_failed proto=%s backend=%s addr=%s peer=%s what=%s "
+			"error=%s", lb_protos[c->proto].name, be->name, be->addr_text,
+			peer_text(c, peer, sizeof(peer)), what, strerror(err));
+		if (c->attempts < LB_MAX_ATTEMPTS)
+			c->tried[c->attempts++] = be;
+		release_backend(c);
+		pn_loop_post(lb->loop, lb_control_wake, lb);
+	}
+	if (c->uio != PN_IO_NONE) {
+		set_reset(c->ufd);
+		pn_io_close(conn_loop(c), c->uio);
+		c->uio = PN_IO_NONE;
+		c->ufd = -1;
+	}
+	if (c->no_retry || c->attempts >= LB_MAX_ATTEMPTS) {
+		conn_close(c, true);
+		return;
+	}
+	/* The new upstream gets the header and the replay; nothing queued for
+	 * the old one is kept. */
+	pn_buf_free(&c->c2u.q);
+	c->c2u.shut = c->c2u.polling = c->c2u.stopped = false;
+	c->u2c.eof = false;
+	c->urecv = false;
+	if (c->crecv) {
+		pn_io_recv_stop(conn_loop(c), c->cio);
+		c->crecv = false;
+	}
+	c->state = CONN_CONNECTING;
+	conn_start_upstream(c);
+}
+
+static void upstream_connected(void *ctx, int res)
+{
+	struct lb_conn *c = ctx;
+	struct pn_loop *loop = conn_loop(c);
+	uint8_t hdr[256];
+	int hlen = 0;
+
+	if (c->state != CONN_CONNECTING)
+		return;
+	if (res < 0) {
+		conn_upstream_failed(c, -res, "connect");
+		return;
+	}
+	pn_io_timer_cancel(loop, c->uio);
+	pn_histogram_observe(c->be->m_connect_seconds,
+			     (double)(pn_loop_now_ms(loop) - c->connect_start_ms) / 1000.0);
+	if (c->proxy == LB_PROXY_V2) {
+		struct pn_proxy_header h;
+		socklen_t len = sizeof(h.dst);
+		const char *err = NULL;
+
+		pn_proxy_header_init(&h);
+		h.command = PN_PROXY_CMD_PROXY;
+		h.has_addrs = true;
+		memcpy(&h.src, &c->caddr, sizeof(h.src));
+		if (getsockname(c->cfd, (struct sockaddr *)&h.dst, &len) < 0 ||
+		    (hlen = pn_proxy_v2_encode(&h, hdr, sizeof(hdr), &err)) < 0) {
+			/* Unknown families: say LOCAL rather than lie. */
+			pn_proxy_header_init(&h);
+			hlen = pn_proxy_v2_encode(&h, hdr, sizeof(hdr), &err);
+		}
+	}
+	c->state = CONN_RELAY;
+	if ((hlen > 0 && dir_write(c, &c->c2u, c->uio, c->ufd, hdr, (size_t)hlen) < 0) ||
+	    (pn_buf_len(&c->replay) > 0 &&
+	     dir_write(c, &c->c2u, c->uio, c->ufd, pn_buf_rptr(&c->replay),
+		       pn_buf_len(&c->replay)) < 0)) {
+		conn_upstream_failed(c, errno, "send");
+		return;
+	}
+	conn_update_recv(c);
+	if (c->state == CONN_RELAY)
+		dir_maybe_shut(c, &c->c2u, c->ufd);
+}
+
+static void upstream_timer(void *ctx)
+{
+	struct lb_conn *c = ctx;
+
+	if (c->state == CONN_CONNECTING)
+		conn_upstream_failed(c, ETIMEDOUT, "connect");
+}
+
+static void upstream_recv(void *ctx, const uint8_t *data, ssize_t len)
+{
+	struct lb_conn *c = ctx;
+
+	if (c->state != CONN_RELAY)
+		return;
+	if (len > 0) {
+		c->last_ms = pn_loop_now_ms(conn_loop(c));
+		if (!c->answered) {
+			c->answered = true;
+			pn_buf_free(&c->replay);
+		}
+		pn_counter_add(c->be->m_bytes_from, (uint64_t)len);
+		if (dir_write(c, &c->u2c, c->cio, c->cfd, data, (size_t)len) < 0) {
+			conn_close(c, true);
+			return;
+		}
+		conn_update_recv(c);
+		return;
+	}
+	c->urecv = false;
+	/* Closed or reset before saying anything (and not because the client
+	 * left first): a dying upstream, try the next one. */
+	if (!c->answered && !c->c2u.eof) {
+		conn_upstream_failed(c, len == 0 ? ECONNRESET : (int)-len,
+				     len == 0 ? "closed" : "recv");
+		return;
+	}
+	if (len < 0) {
+		conn_close(c, true);
+		return;
+	}
+	c->u2c.eof = true;
+	dir_maybe_shut(c, &c->u2c, c->cfd);
+}
+
+static void upstream_poll(void *ctx, int revents)
+{
+	struct lb_conn *c = ctx;
+
+	dir_flush(c, &c->c2u, c->uio, c->ufd, revents);
+}
+
+static const struct pn_io_handlers upstream_handlers = {
+	.on_recv = upstream_recv,
+	.on_connect = upstream_connected,
+	.on_poll = upstream_poll,
+	.on_timer = upstream_timer,
+	.on_close = conn_io_closed,
+};
+
+static void conn_start_upstream(struct lb_conn *c)
+{
+	struct lb *lb = c->w->lb;
+	struct pn_loop *loop = conn_loop(c);
+	const struct lb_snapshot *s = atomic_load_explicit(&lb->snap, memory_order_acquire);
+	struct lb_backend *be;
+	const char *err = NULL;
+	int fd;
+
+	be = pick_backend(c, s);
+	if (be == NULL) {
+		conn_refuse(c, lb_protos[c->proto].refusal_unavailable, "no_backend");
+		return;
+	}
+	atomic_fetch_add_explicit(&be->active, 1, memory_order_relaxed);
+	c->be = be;
+	pn_gauge_inc(be->m_active);
+	pn_counter_inc(be->m_total);
+	fd = pn_socket_tcp(be->addr.ss_family, &err);
+	if (fd < 0) {
+		pn_error("event=socket_failed error=%s", err);
+		release_backend(c);
+		conn_close(c, true);
+		return;
+	}
+	c->uio = pn_io_add(loop, fd, 0, &upstream_handlers, c);
+	if (c->uio == PN_IO_NONE) {
+		close(fd);
+		release_backend(c);
+		conn_close(c, true);
+		return;
+	}
+	c->ufd = fd;
+	c->open_ios++;
+	c->connect_start_ms = pn_loop_now_ms(loop);
+	if (pn_io_timer_set(loop, c->uio, c->connect_timeout_ms) < 0 ||
+	    pn_io_connect(loop, c->uio, (const struct sockaddr *)&be->addr, be->addr_len) < 0)
+		conn_upstream_failed(c, errno, "connect");
+}
+
+/* ---- client side ---- */
+
+static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
+{
+	struct lb_conn *c = ctx;
+
+	if (c->state == CONN_REFUSING) {
+		if (len <= 0) {
+			c->crecv = false;
+			conn_close(c, false);
+		}
+		return;
+	}
+	if (c->state != CONN_RELAY)
+		return;
+	if (len > 0) {
+		c->last_ms = pn_loop_now_ms(conn_loop(c));
+		if (!c->answered && !c->no_retry &&
+		    pn_buf_append(&c->replay, data, (size_t)len) < 0) {
+			c->no_retry = true;
+			pn_buf_free(&c->replay);
+		}
+		pn_counter_add(c->be->m_bytes_to, (uint64_t)len);
+		if (dir_write(c, &c->c2u, c->uio, c->ufd, data, (size_t)len) < 0) {
+			if (!c->answered)
+				conn_upstream_failed(c, errno, "send");
+			else
+				conn_close(c, true);
+			return;
+		}
+		conn_update_recv(c);
+		return;
+	}
+	c->crecv = false;
+	if (len < 0) {
+		conn_close(c, true);
+		return;
+	}
+	c->c2u.eof = true;
+	dir_maybe_shut(c, &c->c2u, c->ufd);
+}
+
+static void client_poll(void *ctx, int revents)
+{
+	struct lb_conn *c = ctx;
+
+	dir_flush(c, &c->u2c, c->cio, c->cfd, revents);
+}
+
+static void client_timer(void *ctx)
+{
+	struct lb_conn *c = ctx;
+	struct pn_loop *loop = conn_loop(c);
+	uint64_t now = pn_loop_now_ms(loop), idle = now - c->last_ms;
+
+	if (c->state == CONN_REFUSING) {
+		conn_close(c, false);
+		return;
+	}
+	if (c->state == CONN_CLOSING)
+		return;
+	if (idle >= c->idle_timeout_ms) {
+		char peer[64];
+
+		pn_info("event=idle_timeout proto=%s peer=%s idle_ms=%llu",
+			lb_protos[c->proto].name, peer_text(c, peer, sizeof(peer)),
+			(unsigned long long)idle);
+		conn_close(c, false);
+		return;
+	}
+	pn_io_timer_set(loop, c->cio, c->idle_timeout_ms - idle);
+}
+
+static const struct pn_io_handlers client_handlers = {
+	.on_recv = client_recv,
+	.on_poll = client_poll,
+	.on_timer = client_timer,
+	.on_close = conn_io_closed,
+};
+
+/* ---- accepting ---- */
+
+static void listener_accept(void *ctx, int fd)
+{
+	struct lb_listener *l = ctx;
+	struct lb_worker *w = l->w;
+	struct lb *lb = w->lb;
+	const struct lb_snapshot *s;
+	enum lb_limit_verdict v;
+	struct lb_conn *c;
+
+	if (fd < 0) {
+		pn_warn("event=accept_failed proto=%s error=%s", lb_protos[l->proto].name,
+			strerror(-fd));
+		return;
+	}
+	if (!w->accepting) {
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	c->caddr_len = sizeof(c->caddr);
+	if (getpeername(fd, (struct sockaddr *)&c->caddr, &c->caddr_len) < 0) {
+		free(c);
+		close(fd);
+		return;
+	}
+	c->cio = pn_io_add(w->loop, fd, 0, &client_handlers, c);
+	if (c->cio == PN_IO_NONE) {
+		free(c);
+		close(fd);
+		return;
+	}
+	s = atomic_load_explicit(&lb->snap, memory_order_acquire);
+	c->w = w;
+	c->proto = l->proto;
+	c->cfd = fd;
+	c->ufd = -1;
+	c->uio = PN_IO_NONE;
+	c->open_ios = 1;
+	c->proxy = (uint8_t)s->proxy;
+	c->relay_buffer = s->relay_buffer;
+	c->idle_timeout_ms = s->idle_timeout_ms;
+	c->connect_timeout_ms = s->connect_timeout_ms;
+	c->last_ms = pn_loop_now_ms(w->loop);
+	pn_buf_init(&c->c2u.q, s->relay_buffer + QUEUE_SLACK);
+	pn_buf_init(&c->u2c.q, s->relay_buffer + QUEUE_SLACK);
+	pn_buf_init(&c->replay, s->relay_buffer);
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	atomic_store_explicit(&w->nconns_shared, w->nconns, memory_order_relaxed);
+	pn_counter_inc(lb->m.accepted_s[l->proto]);
+	pn_gauge_inc(lb->m.active_s);
+	pn_io_timer_set(w->loop, c->cio, c->idle_timeout_ms);
+
+	v = lb_limits_admit(lb->limits, (const struct sockaddr *)&c->caddr,
+			    pn_loop_now_ms(w->loop), &c->tracked);
+	if (v != LB_LIMIT_OK) {
+		conn_refuse(c, lb_protos[l->proto].refusal_limit,
+			    v == LB_LIMIT_TOTAL ? "limit_total" :
+			    v == LB_LIMIT_SOURCE ? "limit_source" : "limit_rate");
+		return;
+	}
+	c->admitted = true;
+	conn_start_upstream(c);
+}
+
+static void listener_closed(void *ctx)
+{
+	struct lb_listener *l = ctx;
+	struct lb_worker *w = l->w;
+
+	w->nlisteners_open--;
+	worker_maybe_exit(w);
+}
+
+static const struct pn_io_handlers listener_handlers = {
+	.on_accept = listener_accept,
+	.on_close = listener_closed,
+};
+
+/* ---- the worker ---- */
+
+int lb_worker_init(struct lb_worker *w, struct lb *lb, unsigned int idx,
+		   const int *listen_fds, const char **error_r)
+{
+	memset(w, 0, sizeof(*w));
+	w->lb = lb;
+	w->idx = idx;
+	w->loop = pn_loop_new(NULL, error_r);
+	if (w->loop == NULL)
+		return -1;
+	w->accepting = true;
+	for (int p = 0; p < LB_PROTO_COUNT; p++) {
+		struct lb_listener *l = &w->listeners[p];
+
+		l->w = w;
+		l->proto = (enum lb_proto)p;
+		l->io = PN_IO_NONE;
+		if (listen_fds[p] < 0)
+			continue;
+		l->io = pn_io_add(w->loop, listen_fds[p], 0, &listener_handlers, l);
+		if (l->io == PN_IO_NONE) {
+			close(listen_fds[p]);
+			*error_r = "cannot register a listener";
+			return -1;
+		}
+		w->nlisteners_open++;
+		if (pn_io_accept(w->loop, l->io) < 0) {
+			*error_r = "cannot start accepting";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct lb_worker *w = arg;
+
+	if (pn_loop_run(w->loop) < 0)
+		pn_error("event=loop_failed worker=%u", w->idx);
+	atomic_store(&w->exited, true);
+	/* Wake the control thread so it notices at once. */
+	pn_loop_post(w->lb->loop, lb_control_wake, w->lb);
+	return NULL;
+}
+
+int lb_worker_start(struct lb_worker *w)
+{
+	if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+		return -1;
+	w->started = true;
+	return 0;
+}
+
+void lb_worker_free(struct lb_worker *w)
+{
+	if (w->started) {
+		pthread_join(w->thread, NULL);
+		w->started = false;
+	}
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		lb_picker_free(&w->pickers[p]);
+	/* Connections still open (a loop failure) are dropped with the loop. */
+	while (w->conns != NULL) {
+		struct lb_conn *c = w->conns;
+
+		w->conns = c->next;
+		if (c->state != CONN_CLOSING) {
+			release_backend(c);
+			if (c->admitted)
+				lb_limits_release(w->lb->limits,
+						  (const struct sockaddr *)&c->caddr, c->tracked);
+		}
+		pn_buf_free(&c->c2u.q);
+		pn_buf_free(&c->u2c.q);
+		pn_buf_free(&c->replay);
+		free(c);
+	}
+	if (w->loop != NULL)
+		pn_loop_free(&w->loop);
+}
+
+static void do_stop_accepting(void *ctx)
+{
+	struct lb_worker *w = ctx;
+
+	if (!w->accepting)
+		return;
+	w->accepting = false;
+	for (int p = 0; p < LB_PROTO_COUNT; p++) {
+		if (w->listeners[p].io != PN_IO_NONE) {
+			pn_io_close(w->loop, w->listeners[p].io);
+			w->listeners[p].io = PN_IO_NONE;
+		}
+	}
+}
+
+static void do_quit(void *ctx)
+{
+	struct lb_worker *w = ctx;
+
+	do_stop_accepting(w);
+	w->quitting = true;
+	for (struct lb_conn *c = w->conns; c != NULL; c = c->next)
+		conn_close(c, false);
+	worker_maybe_exit(w);
+}
+
+static void do_epoch(void *ctx)
+{
+	struct lb_worker *w = ctx;
+
+	atomic_store(&w->seen_epoch, atomic_load(&w->lb->epoch));
+}
+
+void lb_worker_post_stop_accepting(struct lb_worker *w)
+{
+	if (pn_loop_post(w->loop, do_stop_accepting, w) < 0)
+		pn_error("event=post_failed worker=%u what=stop_accepting", w->idx);
+}
+
+void lb_worker_post_quit(struct lb_worker *w)
+{
+	if (pn_loop_post(w->loop, do_quit, w) < 0)
+		pn_error("event=post_failed worker=%u what=quit", w->idx);
+}
+
+void lb_worker_post_epoch(struct lb_worker *w)
+{
+	if (pn_loop_post(w->loop, do_epoch, w) < 0)
+		pn_error("event=post_failed worker=%u what=epoch", w->idx);
+}
