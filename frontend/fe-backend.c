@@ -12,6 +12,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Each thread publishes whether its own pool has a live connection, so
+ * that /readyz (on thread 0) can require every thread's pool to be up
+ * without touching another thread's pool. */
+#define FE_READY_REFRESH_MS 100
+
+static void publish_ready(struct fe_backend *b)
+{
+	atomic_store(&b->thread->pg_ready, b->pg != NULL && store_pgpool_ready(b->pg));
+}
+
+static void ready_tick(void *ctx)
+{
+	struct fe_backend *b = ctx;
+
+	publish_ready(b);
+	pn_io_timer_set(b->thread->loop, b->ready_timer, FE_READY_REFRESH_MS);
+}
+
+static const struct pn_io_handlers ready_timer_handlers = { .on_timer = ready_tick };
+
 int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 		   struct fe_backend **backend_r, const char **error_r)
 {
@@ -54,6 +74,15 @@ int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 			return -1;
 		}
 	}
+	b->ready_timer = pn_io_add(th->loop, -1, 0, &ready_timer_handlers, b);
+	if (b->ready_timer == PN_IO_NONE) {
+		store_redis_free(&b->redis);
+		store_pgpool_free(&b->pg);
+		free(b);
+		*error_r = "no io slot for the readiness timer";
+		return -1;
+	}
+	ready_tick(b);
 	*backend_r = b;
 	return 0;
 }
@@ -64,6 +93,8 @@ void fe_backend_free(struct fe_backend **backend)
 
 	if (b == NULL)
 		return;
+	atomic_store(&b->thread->pg_ready, false);
+	pn_io_close(b->thread->loop, b->ready_timer);
 	store_redis_free(&b->redis);
 	store_pgpool_free(&b->pg);
 	free(b);
@@ -82,12 +113,31 @@ static bool ready(struct fe_backend *b, const struct fe_config *cfg,
 {
 	struct fe_metrics *m = b != NULL ? &b->thread->node->metrics : NULL;
 	bool pg_ok = b != NULL && b->pg != NULL && store_pgpool_ready(b->pg);
+	unsigned int pg_threads_down = 0;
+
+	/* A login may land on any thread: every thread's pool must be up. */
+	if (b != NULL) {
+		struct fe_node *node = b->thread->node;
+
+		publish_ready(b);
+		for (unsigned int i = 0; i < node->nthreads; i++) {
+			if (!atomic_load(&node->threads[i].pg_ready))
+				pg_threads_down++;
+		}
+	}
 
 	if (b == NULL)
 		check(checks, "postgres", false, "not started");
 	else if (b->pg == NULL)
 		check(checks, "postgres", false, "pg_dsn is not set");
-	else if (pg_ok)
+	else if (pg_ok && pg_threads_down > 0) {
+		char msg[120];
+
+		snprintf(msg, sizeof(msg), "%u of %u threads have no live connection yet",
+			 pg_threads_down, b->thread->node->nthreads);
+		check(checks, "postgres", false, msg);
+		pg_ok = false;
+	} else if (pg_ok)
 		check(checks, "postgres", true, NULL);
 	else {
 		const char *why = store_pgpool_last_error(b->pg);

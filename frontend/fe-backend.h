@@ -2,9 +2,10 @@
  * Redis client, created on the thread's loop, plus the readiness checks
  * /readyz reports from them.
  *
- * Readiness is judged from thread 0's clients: every thread talks to the
- * same servers, and thread 0 is where /readyz runs (its pool can be read
- * without locking).
+ * Readiness: /readyz runs on thread 0 and reports thread 0's clients in
+ * its detail, but PostgreSQL counts as up only when every thread's pool has
+ * a live connection (each thread publishes that in fe_thread.pg_ready every
+ * 100 ms), since a login may land on any thread.
  */
 #ifndef FE_BACKEND_H
 #define FE_BACKEND_H
@@ -23,6 +24,7 @@ struct fe_backend {
 	struct fe_thread *thread;
 	struct store_pgpool *pg;	/* NULL when pg_dsn is empty */
 	struct store_redis *redis;	/* NULL when redis_host is empty */
+	pn_io_id ready_timer;		/* refreshes thread->pg_ready */
 };
 
 /* Creates the thread's clients on its loop (connections are opened in the

@@ -52,6 +52,9 @@ struct fe_thread {
 	struct fe_listener listeners[FE_SVC_COUNT];
 	/* Storage clients of this thread (fe-backend.c); NULL until started. */
 	struct fe_backend *backend;
+	/* Whether backend's PostgreSQL pool has a live connection, published
+	 * by this thread for /readyz on thread 0 (fe-backend.c). */
+	atomic_bool pg_ready;
 	/* Session registry entries and heartbeats (fe-registry.c). */
 	struct fe_registry *registry;
 

@@ -13,6 +13,7 @@
 #include "store-timer.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,9 @@ struct store_pgtx {
 
 struct store_pgpool {
 	struct pn_loop *loop;
+	/* Connections in a live state, kept by conn_set_state(); atomic so
+	 * that store_pgpool_ready() may be asked from any thread. */
+	atomic_uint live;
 	struct store_pgpool_settings set;
 	char *dsn;
 	struct pg_conn *conns;
@@ -158,6 +162,19 @@ static void one_line(char *dst, size_t size, const char *msg)
 static bool state_live(enum conn_state s)
 {
 	return s == CONN_IDLE || s == CONN_BUSY || s == CONN_PINNED;
+}
+
+/* Every change of a connection's state goes through here so that the
+ * pool's live count stays exact. */
+static void conn_set_state(struct pg_conn *c, enum conn_state s)
+{
+	bool was = state_live(c->state), now = state_live(s);
+
+	c->state = s;
+	if (was && !now)
+		atomic_fetch_sub(&c->pool->live, 1);
+	else if (!was && now)
+		atomic_fetch_add(&c->pool->live, 1);
 }
 
 enum store_status store_pg_classify_sqlstate(const char *s)
@@ -438,7 +455,7 @@ static void conn_close(struct pg_conn *c)
 	}
 	PQclear(c->res);
 	c->res = NULL;
-	c->state = CONN_EMPTY;
+	conn_set_state(c, CONN_EMPTY);
 	c->flushing = false;
 	c->preparing = false;
 	c->deadline = 0;
@@ -547,7 +564,7 @@ static void conn_connected(struct pg_conn *c)
 		conn_attempt_failed(c, "cannot make the connection non-blocking");
 		return;
 	}
-	c->state = CONN_IDLE;
+	conn_set_state(c, CONN_IDLE);
 	c->deadline = 0;
 	pool->stats.connects++;
 	pool->backoff_ms = pool->set.backoff_min_ms;
@@ -600,7 +617,7 @@ static void conn_start(struct pg_conn *c)
 	const char *values[] = { pool->dsn, "postern", NULL };
 
 	c->pg = PQconnectStartParams(keys, values, 1);
-	c->state = CONN_CONNECTING;
+	conn_set_state(c, CONN_CONNECTING);
 	c->fd = -1;
 	c->deadline = now_ms(pool) + pool->set.connect_timeout_ms;
 	store_timer_want(&pool->timer, c->deadline);
@@ -676,7 +693,7 @@ static void conn_send_failed(struct pg_conn *c)
 	c->req = NULL;
 	c->preparing = false;
 	c->deadline = 0;
-	c->state = c->tx != NULL ? CONN_PINNED : CONN_IDLE;
+	conn_set_state(c, c->tx != NULL ? CONN_PINNED : CONN_IDLE);
 	req_defer(pool, req, STORE_PERMANENT, PQerrorMessage(c->pg));
 }
 
@@ -686,7 +703,7 @@ static void conn_send(struct pg_conn *c, struct pg_req *req)
 	int ok;
 
 	c->req = req;
-	c->state = CONN_BUSY;
+	conn_set_state(c, CONN_BUSY);
 	c->deadline = req->deadline;
 	store_timer_want(&c->pool->timer, c->deadline);
 	if (req->stmt != NULL && !conn_is_prepared(c, req->stmt)) {
@@ -807,7 +824,7 @@ static void conn_request_done(struct pg_conn *c)
 	c->deadline = 0;
 	switch (req->kind) {
 	case REQ_QUERY:
-		c->state = CONN_IDLE;
+		conn_set_state(c, CONN_IDLE);
 		/* a statement left a transaction open (a plain "BEGIN"): do
 		 * not hand that session to the next caller */
 		if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
@@ -825,24 +842,24 @@ static void conn_request_done(struct pg_conn *c)
 			new_tx->pool = pool;
 			new_tx->conn = c;
 			c->tx = new_tx;
-			c->state = CONN_PINNED;
+			conn_set_state(c, CONN_PINNED);
 		} else {
-			c->state = CONN_IDLE;
+			conn_set_state(c, CONN_IDLE);
 			if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 				conn_close(c);
 		}
 		break;
 	case REQ_TX_QUERY:
-		c->state = CONN_PINNED;
+		conn_set_state(c, CONN_PINNED);
 		break;
 	case REQ_COMMIT:
 	case REQ_ROLLBACK:
 		if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
 			c->tx = NULL;
-			c->state = CONN_IDLE;
+			conn_set_state(c, CONN_IDLE);
 			req->tx->conn = NULL;
 		} else {
-			c->state = CONN_PINNED; /* req_finish closes it */
+			conn_set_state(c, CONN_PINNED); /* req_finish closes it */
 		}
 		if (req->kind == REQ_COMMIT && req->tx->failed) {
 			st = req->tx->fail_status;
@@ -1471,7 +1488,7 @@ bool store_pgtx_failed(const struct store_pgtx *tx)
 
 bool store_pgpool_ready(const struct store_pgpool *pool)
 {
-	return pool != NULL && count_state(pool, state_live) > 0;
+	return pool != NULL && atomic_load(&pool->live) > 0;
 }
 
 const char *store_pgpool_last_error(const struct store_pgpool *pool)

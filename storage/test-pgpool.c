@@ -164,13 +164,34 @@ PN_TEST(test_prepared)
 		snprintf(want, sizeof(want), "%d", i * 2);
 		CHECK_STR(x[i].value, want);
 	}
-	/* the session sees it as prepared */
+	/* A connection prepares a statement once, however often it runs it.
+	 * pg_prepared_statements is per session, so ask on a pool of one
+	 * connection (with two, the question may land on the other one). */
 	{
-		struct res y;
+		struct store_pgpool *one = new_pool(loop, 1, 8);
+		const struct store_pg_stmt *add1;
+		struct res y, z[2];
 
-		run_sql(loop, pool, "SELECT count(*) FROM pg_prepared_statements "
-			"WHERE name = 't_add'", &y);
-		CHECK_STR(y.value, "1");
+		CHECK(one != NULL);
+		if (one != NULL) {
+			add1 = store_pgpool_declare(one, "t_add", "SELECT $1::int * 2", 1,
+						    NULL, &error);
+			CHECK(add1 != NULL);
+			for (int i = 0; i < 2 && add1 != NULL; i++) {
+				const char *v[1] = { "21" };
+				struct store_pg_query q = { .stmt = add1, .nparams = 1,
+							    .values = v };
+
+				memset(&z[i], 0, sizeof(z[i]));
+				CHECK_INT(store_pgpool_query(one, &q, res_cb, &z[i]), 0);
+				CHECK(st_run_until(loop, &z[i].done, 5000));
+				CHECK_STR(z[i].value, "42");
+			}
+			run_sql(loop, one, "SELECT count(*) FROM pg_prepared_statements "
+				"WHERE name = 't_add'", &y);
+			CHECK_STR(y.value, "1");
+			store_pgpool_free(&one);
+		}
 	}
 	/* a statement that does not parse fails permanently at PREPARE */
 	{
