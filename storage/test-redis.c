@@ -519,7 +519,7 @@ PN_TEST(test_nodes)
 	struct pn_loop *loop = pn_loop_new(NULL, NULL);
 	struct store_redis *r = new_client(loop);
 	struct store_rnode a = { .addr = "10.0.0.1:1143", .version = "0.1.0", .sessions = 12,
-				 .ready = true };
+				 .ready = true, .role = "frontend" };
 	struct store_rnode b = { .addr = "10.0.0.2:1143", .version = "0.1.0", .sessions = 3 };
 	struct cmdres x = { 0 };
 	struct nodes_res l = { 0 };
@@ -550,6 +550,7 @@ PN_TEST(test_nodes)
 	CHECK_INT(l.nodes[0].sessions, 12);
 	CHECK(l.nodes[0].ready);
 	CHECK_INT(l.nodes[0].seen_ms, now);
+	CHECK_STR(l.nodes[0].role, "frontend");
 	/* with a longer window both, oldest first */
 	memset(&l, 0, sizeof(l));
 	CHECK_INT(store_rnode_list(r, now, 60000, nodes_cb, &l), 0);
@@ -557,6 +558,7 @@ PN_TEST(test_nodes)
 	CHECK_INT(l.count, 2);
 	CHECK_STR(l.nodes[0].name, b.name);
 	CHECK(!l.nodes[0].ready);
+	CHECK_STR(l.nodes[0].role, "");
 	/* removal */
 	memset(&x, 0, sizeof(x));
 	CHECK_INT(store_rnode_remove(r, a.name, done_cb, &x), 0);

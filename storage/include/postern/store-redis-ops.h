@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "postern/store-nodes.h"
 #include "postern/store-redis.h"
 #include "postern/store-session.h"
 #include "postern/store-status.h"
@@ -107,18 +108,12 @@ int store_rcounter_get(struct store_redis *r, const char *key, store_rcount_cb *
 
 /* ---- node registry ---- */
 
-#define STORE_RNODE_LIST_MAX 256
-struct store_rnode {
-	char name[64];		/* as in pn_log_set_node(): [A-Za-z0-9._-] */
-	char addr[80];		/* where the balancer reaches it: "ip:port" */
-	char version[32];
-	int64_t sessions;
-	bool ready;
-	int64_t seen_ms;	/* Unix ms of the last heartbeat */
-};
+/* struct store_rnode, key names and STORE_RNODE_LIST_MAX: store-nodes.h. */
+
 /* Writes the node's hash "{nodes}:node:<name>" (expiring after ttl_ms) and
  * its score now_ms in the sorted set "{nodes}:live"; drops entries of the
- * set older than 10 * ttl_ms. now_ms: Unix milliseconds. */
+ * set older than 10 * ttl_ms. now_ms: Unix milliseconds. node->role is
+ * written when not empty. */
 int store_rnode_heartbeat(struct store_redis *r, const struct store_rnode *node,
 			  int64_t now_ms, unsigned int ttl_ms, store_rop_cb *cb, void *ctx);
 /* Removes the node (clean shutdown). */
