@@ -1,6 +1,7 @@
 /* Postern's Redis operations (see postern/store-redis-ops.h and
  * docs/redis-keys.md): key names, the session registry, leased locks,
- * mailbox notifications, expiring counters and the node registry. Each
+ * mailbox notifications, expiring counters, the node registry and kick
+ * requests. Each
  * operation is one command or one Lua script; a small per-call context
  * carries the caller's callback to the reply trampoline.
  */
@@ -516,4 +517,28 @@ int store_rnode_list(struct store_redis *r, int64_t now_ms, unsigned int ttl_ms,
 	const char *argv[] = { "EVAL", lua_node_list, "1", STORE_NODES_LIVE_KEY, min,
 			       STORE_NODES_KEY_PREFIX, limit };
 	return op_send(r, op_new((union op_cb){ .nodes = cb }, ctx), nodes_tramp, 7, argv, NULL);
+}
+
+/* ---- kick requests ---- */
+
+int store_rkick_publish(struct store_redis *r, const struct store_kick *kick,
+			store_rcount_cb *cb, void *ctx)
+{
+	char msg[STORE_KICK_MAX + 1];
+	const char *error;
+	int n;
+
+	if (cb == NULL || kick == NULL ||
+	    (n = store_kick_format(kick, msg, sizeof(msg), &error)) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	const char *argv[] = { "PUBLISH", STORE_NODES_KICK_CHANNEL, msg };
+	return op_send(r, op_new((union op_cb){ .count = cb }, ctx), count_tramp, 3, argv, NULL);
+}
+
+struct store_redis_sub *store_rkick_subscribe(struct store_redis *r,
+					      store_redis_sub_cb *cb, void *ctx)
+{
+	return store_redis_subscribe(r, STORE_NODES_KICK_CHANNEL, cb, ctx);
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "postern/store-kick.h"
 #include "postern/store-nodes.h"
 #include "postern/store-redis.h"
 #include "postern/store-session.h"
@@ -125,5 +126,17 @@ typedef void store_rnode_list_cb(void *ctx, enum store_status status,
  * heartbeat first. nodes valid during the callback. */
 int store_rnode_list(struct store_redis *r, int64_t now_ms, unsigned int ttl_ms,
 		     store_rnode_list_cb *cb, void *ctx);
+
+/* ---- kick requests (postern/store-kick.h) ---- */
+
+/* PUBLISHes the request on "{nodes}:kick"; the callback gets the number of
+ * subscribed connections that received it. -1 with EINVAL for a request
+ * store_kick_format() refuses. */
+int store_rkick_publish(struct store_redis *r, const struct store_kick *kick,
+			store_rcount_cb *cb, void *ctx);
+/* Subscribes to "{nodes}:kick" (see store_redis_subscribe()); each MESSAGE
+ * is one request for store_kick_parse(). */
+struct store_redis_sub *store_rkick_subscribe(struct store_redis *r,
+					      store_redis_sub_cb *cb, void *ctx);
 
 #endif
