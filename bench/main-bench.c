@@ -220,8 +220,10 @@ int main(int argc, char **argv)
 			*dash = '\0';
 			bad = parse_uint(optarg, 99999999, &a) < 0 || parse_uint(dash + 1, 99999999, &b) < 0 ||
 			      a > b;
-			cfg.user_first = (unsigned int)a;
-			cfg.user_last = (unsigned int)b;
+			if (!bad) {
+				cfg.user_first = (unsigned int)a;
+				cfg.user_last = (unsigned int)b;
+			}
 			break;
 		}
 		case O_USER_PATTERN:

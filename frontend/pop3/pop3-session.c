@@ -8,8 +8,8 @@
 #include "pop3-session.h"
 
 #include "pop3-message.h"
-#include "postern/base64.h"
 #include "postern/buf.h"
+#include "sasl.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -26,13 +26,6 @@
 /* Room for pipelined commands beyond the longest line. */
 #define IN_SLACK 4096
 #define QUEUE_MAX 4
-/* The longest decoded SASL response we take: PLAIN with the longest
- * authzid, user and password and their two NULs. */
-#define SASL_DECODED_MAX (POP3_MAX_USER_LEN * 2 + POP3_MAX_PASSWORD_LEN + 2)
-
-/* RFC 4616 / de-facto LOGIN challenges: base64 of "Username:", "Password:". */
-#define LOGIN_CHALLENGE_USER "VXNlcm5hbWU6"
-#define LOGIN_CHALLENGE_PASS "UGFzc3dvcmQ6"
 
 enum wait_kind {
 	WAIT_NONE,
@@ -41,13 +34,6 @@ enum wait_kind {
 	WAIT_MESSAGE,
 	WAIT_UPDATE,
 	WAIT_TLS,
-};
-
-enum sasl_step {
-	SASL_NONE,
-	SASL_PLAIN,		/* waiting for the PLAIN response */
-	SASL_LOGIN_USER,	/* waiting for the LOGIN user name */
-	SASL_LOGIN_PASS,	/* waiting for the LOGIN password */
 };
 
 enum listing_kind {
@@ -91,7 +77,7 @@ struct pop3_session {
 	size_t q_len;
 
 	/* Authentication */
-	enum sasl_step sasl;
+	struct sasl_exchange *sasl;	/* waiting for a SASL response */
 	bool have_user;		/* USER given, PASS may follow */
 	char user[POP3_MAX_USER_LEN + 1];
 	char authzid[POP3_MAX_USER_LEN + 1];
@@ -254,7 +240,7 @@ static void end_session(struct pop3_session *s, const char *reason)
 		s->in_scanned = 0;
 		s->skip_line = false;
 		s->listing = LISTING_NONE;
-		s->sasl = SASL_NONE;
+		sasl_exchange_free(&s->sasl);
 		if (s->wait != WAIT_AUTH)
 			wipe_credentials(s);
 	}
@@ -376,6 +362,8 @@ static bool want_args(struct pop3_session *s, const struct cmd_args *a,
  * both states", so the list does not depend on the state. */
 static void cmd_capa(struct pop3_session *s, struct cmd_args *a)
 {
+	char mechs[128];
+
 	if (!want_args(s, a, 0, 0))
 		return;
 	send_line(s, "+OK Capability list follows");
@@ -385,10 +373,10 @@ static void cmd_capa(struct pop3_session *s, struct cmd_args *a)
 	send_line(s, "AUTH-RESP-CODE");
 	send_line(s, "PIPELINING");
 	send_line(s, "EXPIRE NEVER");
-	if (plaintext_allowed(s)) {
+	if (plaintext_allowed(s))
 		send_line(s, "USER");
-		send_line(s, "SASL PLAIN LOGIN");
-	}
+	if (sasl_mech_list(mechs, sizeof(mechs), "", plaintext_allowed(s)) > 0)
+		send_line(s, "SASL %s", mechs);
 	if (s->set.stls_available && !s->tls)
 		send_line(s, "STLS");
 	if (s->set.implementation != NULL && s->set.implementation[0] != '\0')
@@ -505,102 +493,62 @@ static void cmd_stls(struct pop3_session *s, struct cmd_args *a)
 	queue_request(s, &act, WAIT_TLS);
 }
 
-/* ---- SASL (RFC 5034) ---- */
+/* ---- SASL (RFC 5034; the exchange itself is frontend/sasl/) ---- */
 
-/* RFC 4616 section 2:
- *   message = [authzid] UTF8NUL authcid UTF8NUL passwd
- * Returns 0 with the parts copied into the session, or -1. */
-static int sasl_plain_parse(struct pop3_session *s, const uint8_t *p, size_t len)
+/* Field limits: those of USER / PASS. */
+static const struct sasl_settings pop3_sasl_settings = {
+	.max_identity = POP3_MAX_USER_LEN,
+	.max_password = POP3_MAX_PASSWORD_LEN,
+};
+
+/* Carries out a result of the SASL exchange (RFC 5034 section 4). */
+static void sasl_reply(struct pop3_session *s, const struct sasl_result *res)
 {
-	const uint8_t *nul1 = memchr(p, '\0', len);
-	if (nul1 == NULL)
-		return -1;
-	const uint8_t *authcid = nul1 + 1;
-	const uint8_t *nul2 = memchr(authcid, '\0', len - (size_t)(authcid - p));
-	if (nul2 == NULL)
-		return -1;
-	const uint8_t *passwd = nul2 + 1;
-	size_t zlen = (size_t)(nul1 - p);
-	size_t ulen = (size_t)(nul2 - authcid);
-	size_t plen = len - (size_t)(passwd - p);
-
-	if (memchr(passwd, '\0', plen) != NULL)
-		return -1;
-	if (zlen > POP3_MAX_USER_LEN || (zlen > 0 && !valid_user((const char *)p, zlen)))
-		return -1;
-	if (!valid_user((const char *)authcid, ulen))
-		return -1;
-	if (plen == 0 || plen > POP3_MAX_PASSWORD_LEN)
-		return -1;
-	memcpy(s->authzid, p, zlen);
-	s->authzid[zlen] = '\0';
-	memcpy(s->user, authcid, ulen);
-	s->user[ulen] = '\0';
-	memcpy(s->password, passwd, plen);
-	s->password[plen] = '\0';
-	return 0;
-}
-
-/* One client response of the exchange (RFC 5034 section 4): base64, or "*"
- * to cancel. initial: it came as the AUTH command's initial response,
- * where "=" stands for an empty response. */
-static void sasl_response(struct pop3_session *s, const char *line, size_t len, bool initial)
-{
-	uint8_t buf[SASL_DECODED_MAX + 4];
-	size_t dlen = 0;
-	const char *error;
-	enum sasl_step step = s->sasl;
-
-	s->sasl = SASL_NONE;
-	if (!initial && len == 1 && line[0] == '*') {
+	switch (res->status) {
+	case SASL_CHALLENGE:
+		/* continue-req = "+" SP [base64] CRLF */
+		send_line(s, "+ %s", res->challenge_b64);
+		return;
+	case SASL_DONE:
+		/* The settings bound the fields by the sizes of these. */
+		memcpy(s->authzid, res->creds.authzid, res->creds.authzid_len + 1);
+		memcpy(s->user, res->creds.authcid, res->creds.authcid_len + 1);
+		memcpy(s->password, res->creds.password, res->creds.password_len + 1);
+		sasl_exchange_free(&s->sasl);
+		request_auth(s, res->mech == &sasl_mech_plain ? POP3_AUTH_MECH_PLAIN
+							      : POP3_AUTH_MECH_LOGIN);
+		return;
+	case SASL_ERROR:
+		break;
+	}
+	sasl_exchange_free(&s->sasl);
+	switch (res->error) {
+	case SASL_ERR_CANCELLED:
 		reply_err(s, false, "Authentication cancelled.");
-		return;
-	}
-	if (initial && len == 1 && line[0] == '=')
-		len = 0;
-	if (PN_BASE64_DECODED_MAX(len) > sizeof(buf)) {
-		reply_err(s, true, "[AUTH] Authentication failed.");
-		return;
-	}
-	if (pn_base64_decode(line, len, buf, sizeof(buf), 0, &dlen, &error) < 0) {
-		explicit_bzero(buf, sizeof(buf));
+		break;
+	case SASL_ERR_BAD_BASE64:
 		reply_err(s, true, "Invalid base64 data.");
-		return;
-	}
-	switch (step) {
-	case SASL_PLAIN:
-		if (sasl_plain_parse(s, buf, dlen) < 0) {
-			wipe_credentials(s);
+		break;
+	case SASL_ERR_MALFORMED:
+		if (res->mech == &sasl_mech_plain)
 			reply_err(s, true, "Malformed PLAIN response.");
-			break;
-		}
-		request_auth(s, POP3_AUTH_MECH_PLAIN);
-		break;
-	case SASL_LOGIN_USER:
-		if (memchr(buf, '\0', dlen) != NULL || !valid_user((const char *)buf, dlen)) {
+		else if (res->field == SASL_FIELD_AUTHCID)
 			reply_err(s, true, "Invalid user name.");
-			break;
-		}
-		memcpy(s->user, buf, dlen);
-		s->user[dlen] = '\0';
-		s->authzid[0] = '\0';
-		s->sasl = SASL_LOGIN_PASS;
-		send_line(s, "+ " LOGIN_CHALLENGE_PASS);
-		break;
-	case SASL_LOGIN_PASS:
-		if (dlen == 0 || dlen > POP3_MAX_PASSWORD_LEN || memchr(buf, '\0', dlen) != NULL) {
-			wipe_credentials(s);
+		else
 			reply_err(s, true, "[AUTH] Authentication failed.");
-			break;
-		}
-		memcpy(s->password, buf, dlen);
-		s->password[dlen] = '\0';
-		request_auth(s, POP3_AUTH_MECH_LOGIN);
 		break;
-	case SASL_NONE:
+	case SASL_ERR_UNKNOWN_MECH:
+		reply_err(s, true, "Unsupported authentication mechanism.");
+		break;
+	case SASL_ERR_NO_MEMORY:
+		fail_internal(s);
+		break;
+	case SASL_ERR_TOO_LONG:
+	case SASL_ERR_NONE:
+	default:
+		reply_err(s, true, "[AUTH] Authentication failed.");
 		break;
 	}
-	explicit_bzero(buf, sizeof(buf));
 }
 
 /* RFC 5034 section 4: AUTH mechanism [initial-response]. Without a
@@ -608,38 +556,28 @@ static void sasl_response(struct pop3_session *s, const char *line, size_t len, 
  * for. */
 static void cmd_auth(struct pop3_session *s, struct cmd_args *a)
 {
+	struct sasl_result res;
+
 	s->have_user = false;
 	if (a->n == 0 && !a->too_many) {
 		send_line(s, "+OK");
-		if (plaintext_allowed(s)) {
-			send_line(s, "PLAIN");
-			send_line(s, "LOGIN");
+		for (size_t i = 0; sasl_mechanisms[i] != NULL; i++) {
+			if (plaintext_allowed(s) || !sasl_mech_plaintext(sasl_mechanisms[i]))
+				send_line(s, "%s", sasl_mech_name(sasl_mechanisms[i]));
 		}
 		send_line(s, ".");
 		return;
 	}
 	if (!want_args(s, a, 1, 2))
 		return;
-	enum sasl_step step;
-	if (strcasecmp(a->v[0], "PLAIN") == 0)
-		step = SASL_PLAIN;
-	else if (strcasecmp(a->v[0], "LOGIN") == 0)
-		step = SASL_LOGIN_USER;
-	else {
-		reply_err(s, true, "Unsupported authentication mechanism.");
-		return;
-	}
-	if (!plaintext_allowed(s)) {
+	const struct sasl_mech *mech = sasl_mech_find(a->v[0], strlen(a->v[0]));
+	if (mech != NULL && sasl_mech_plaintext(mech) && !plaintext_allowed(s)) {
 		reply_plaintext_refused(s);
 		return;
 	}
-	s->sasl = step;
-	if (a->n == 2) {
-		sasl_response(s, a->v[1], strlen(a->v[1]), true);
-		return;
-	}
-	/* RFC 5034: continue-req = "+" SP [base64] CRLF */
-	send_line(s, step == SASL_PLAIN ? "+ " : "+ " LOGIN_CHALLENGE_USER);
+	sasl_start(&pop3_sasl_settings, a->v[0], strlen(a->v[0]), a->n == 2 ? a->v[1] : NULL,
+		   a->n == 2 ? strlen(a->v[1]) : 0, &s->sasl, &res);
+	sasl_reply(s, &res);
 }
 
 /* ---- TRANSACTION commands (RFC 1939 section 5, 7) ---- */
@@ -895,7 +833,7 @@ static void run_command(struct pop3_session *s, char *line)
  * one. Returns true if anything was done. */
 static bool input_step(struct pop3_session *s)
 {
-	size_t limit = s->sasl != SASL_NONE ? s->set.max_auth_line : s->set.max_line;
+	size_t limit = s->sasl != NULL ? s->set.max_auth_line : s->set.max_line;
 	size_t len = pn_buf_len(&s->in);
 
 	if (len == 0)
@@ -916,8 +854,8 @@ static bool input_step(struct pop3_session *s)
 		pn_buf_consume(&s->in, line_len);
 		s->in_scanned = 0;
 		s->skip_line = lf == NULL;
-		if (s->sasl != SASL_NONE) {
-			s->sasl = SASL_NONE;
+		if (s->sasl != NULL) {
+			sasl_exchange_free(&s->sasl);
 			reply_err(s, true, "Response line too long, authentication aborted.");
 		} else {
 			s->commands++;
@@ -939,12 +877,14 @@ static bool input_step(struct pop3_session *s)
 	s->in_scanned = 0;
 
 	bool bad = memchr(s->line, '\0', n) != NULL || memchr(s->line, '\r', n) != NULL;
-	if (s->sasl != SASL_NONE) {
+	if (s->sasl != NULL) {
+		struct sasl_result res;
 		if (bad) {
-			s->sasl = SASL_NONE;
+			sasl_exchange_free(&s->sasl);
 			reply_err(s, true, "Invalid base64 data.");
 		} else {
-			sasl_response(s, s->line, n, false);
+			sasl_step(&s->sasl, s->line, n, &res);
+			sasl_reply(s, &res);
 		}
 	} else if (bad) {
 		s->commands++;
@@ -1032,6 +972,7 @@ void pop3_session_free(struct pop3_session **sp)
 		return;
 	*sp = NULL;
 	wipe_credentials(s);
+	sasl_exchange_free(&s->sasl);
 	explicit_bzero(s->line, s->line_size);
 	free(s->line);
 	if (s->in.data != NULL)

@@ -1,6 +1,9 @@
 /* POP3 server session engine: RFC 1939 (POP3), RFC 2449 (CAPA, response
  * codes, PIPELINING), RFC 2595 (STLS), RFC 5034 (AUTH PLAIN / LOGIN),
  * RFC 3206 ([SYS/TEMP], [SYS/PERM], [AUTH]). Private to frontend/.
+ * The SASL exchanges themselves (base64, "=" and "*", the PLAIN and LOGIN
+ * messages and their checks) are frontend/sasl/sasl.h's, with this file's
+ * user name and password limits.
  *
  * The engine is sans-IO: it does no I/O and no storage and includes no
  * ring, socket, database or TLS header. The daemon owns the connection and

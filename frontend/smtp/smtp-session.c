@@ -7,10 +7,10 @@
  */
 #include "smtp-session.h"
 
+#include "sasl.h"
 #include "smtp-data.h"
 #include "smtp-syntax.h"
 
-#include "postern/base64.h"
 #include "postern/buf.h"
 
 #include <stdarg.h>
@@ -26,10 +26,8 @@
 #define SCRATCH_SIZE 8192
 /* Room for our Received: header (its parts are all bounded). */
 #define RECEIVED_MAX 2048
-/* Credentials: RFC 4616 caps each PLAIN field at 255 octets. */
-#define CRED_MAX 255
-/* Decoded SASL responses: authzid NUL authcid NUL passwd. */
-#define SASL_DECODED_MAX (3 * CRED_MAX + 2)
+/* Credentials: the SASL layer's default of 255 octets a field (RFC 4616). */
+#define CRED_MAX SASL_DEFAULT_MAX_FIELD
 /* RFC 3461 4.4: ENVID at most 100 characters; 4.2: ORCPT at most 500. */
 #define ENVID_MAX 100
 #define ORCPT_MAX 500
@@ -52,8 +50,6 @@ enum deferred {
 };
 
 enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
-
-enum sasl_step { SASL_NONE, SASL_PLAIN, SASL_LOGIN_USER, SASL_LOGIN_PASS };
 
 struct smtp_session {
 	/* settings */
@@ -118,7 +114,7 @@ struct smtp_session {
 	bool bdat_tx_failed;		/* later chunks are dropped too */
 
 	/* SASL */
-	enum sasl_step sasl;
+	struct sasl_exchange *sasl;	/* in ST_SASL */
 	const char *mechanism;
 	char authzid[CRED_MAX + 1], authcid[CRED_MAX + 1], password[CRED_MAX + 1];
 };
@@ -208,7 +204,7 @@ static void reset_session(struct smtp_session *s)
 	s->authenticated = false;
 	s->account_id = 0;
 	s->account_address[0] = '\0';
-	s->sasl = SASL_NONE;
+	sasl_exchange_free(&s->sasl);
 	wipe_credentials(s);
 }
 
@@ -217,7 +213,7 @@ static void close_session(struct smtp_session *s)
 	reset_tx(s);
 	s->st = ST_CLOSED;
 	s->deferred = DEF_CLOSE;
-	s->sasl = SASL_NONE;
+	sasl_exchange_free(&s->sasl);
 	wipe_credentials(s);
 }
 
@@ -438,7 +434,7 @@ static void cmd_helo(struct smtp_session *s, enum helo_kind kind, const char *ar
 	}
 
 	const char *lines[12];
-	char size_line[40];
+	char size_line[40], mechs[128] = "AUTH ";
 	size_t n = 0;
 
 	snprintf(size_line, sizeof(size_line), "SIZE %llu", (unsigned long long)s->max_size);
@@ -451,8 +447,8 @@ static void cmd_helo(struct smtp_session *s, enum helo_kind kind, const char *ar
 	lines[n++] = "DSN";
 	if (s->starttls_available && !s->tls_active)
 		lines[n++] = "STARTTLS";
-	if (auth_offered(s))
-		lines[n++] = "AUTH PLAIN LOGIN";
+	if (auth_offered(s) && sasl_mech_list(mechs + 5, sizeof(mechs) - 5, "", true) > 0)
+		lines[n++] = mechs;
 	reply(s, "250-%s", s->hostname);
 	for (size_t i = 0; i < n; i++)
 		reply(s, "250%c%s", i + 1 == n ? ' ' : '-', lines[i]);
@@ -917,112 +913,54 @@ static int step_bdat(struct smtp_session *s)
 	return 1;
 }
 
-/* ---- AUTH (RFC 4954) --------------------------------------------------- */
+/* ---- AUTH (RFC 4954; the exchange itself is frontend/sasl/) ------------ */
 
-/* Decodes a base64 client response. Returns the decoded length, -1 after a
- * reply for bad base64, -2 after the reply for "*" (cancel). */
-static ssize_t sasl_decode(struct smtp_session *s, const char *p, size_t len,
-			   uint8_t *out, size_t out_size)
+/* RFC 4954 4: "=" is an empty initial response and "*" cancels; this engine
+ * has always taken either in both places. */
+static const struct sasl_settings smtp_sasl_settings = { .markers_anywhere = true };
+
+/* Carries out a result of the SASL exchange. */
+static void sasl_reply(struct smtp_session *s, const struct sasl_result *res)
 {
-	const char *error;
-	size_t n;
-
-	if (len == 1 && p[0] == '*') {
-		reply(s, "501 5.7.0 Authentication cancelled");
-		return -2;
-	}
-	/* RFC 4954 4: "=" is an empty initial response. */
-	if (len == 1 && p[0] == '=')
-		return 0;
-	if (pn_base64_decode(p, len, out, out_size, 0, &n, &error) < 0) {
-		reply_error(s, "501 5.5.2 Cannot decode response");
-		return -1;
-	}
-	return (ssize_t)n;
-}
-
-static bool cred_valid(const uint8_t *p, size_t len)
-{
-	return len > 0 && len <= CRED_MAX && memchr(p, '\0', len) == NULL;
-}
-
-/* RFC 4616 2: message = [authzid] UTF8NUL authcid UTF8NUL passwd. */
-static void sasl_plain(struct smtp_session *s, const uint8_t *d, size_t n)
-{
-	const uint8_t *nul1 = memchr(d, '\0', n);
-	const uint8_t *nul2 = nul1 != NULL ? memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - d)) : NULL;
-	size_t zl, cl, pl;
-
-	s->sasl = SASL_NONE;
 	s->st = ST_COMMAND;
-	if (nul2 == NULL) {
-		reply_error(s, "501 5.5.2 Malformed PLAIN response");
-		return;
-	}
-	zl = (size_t)(nul1 - d);
-	cl = (size_t)(nul2 - nul1 - 1);
-	pl = n - (size_t)(nul2 + 1 - d);
-	if (zl > CRED_MAX || !cred_valid(nul1 + 1, cl) || !cred_valid(nul2 + 1, pl)) {
-		reply_error(s, "501 5.5.2 Malformed PLAIN response");
-		return;
-	}
-	memcpy(s->authzid, d, zl);
-	s->authzid[zl] = '\0';
-	memcpy(s->authcid, nul1 + 1, cl);
-	s->authcid[cl] = '\0';
-	memcpy(s->password, nul2 + 1, pl);
-	s->password[pl] = '\0';
-	s->mechanism = "PLAIN";
-	defer_request(s, SMTP_ACTION_AUTH_VERIFY);
-}
-
-/* A response line in ST_SASL, or an initial response (RFC 4954 4). */
-static void sasl_response(struct smtp_session *s, const char *p, size_t len)
-{
-	uint8_t d[SASL_DECODED_MAX + 1];
-	ssize_t n = sasl_decode(s, p, len, d, sizeof(d));
-
-	if (n < 0) {
-		s->sasl = SASL_NONE;
-		s->st = ST_COMMAND;
-		return;
-	}
-	switch (s->sasl) {
-	case SASL_PLAIN:
-		sasl_plain(s, d, (size_t)n);
-		break;
-	case SASL_LOGIN_USER:
-		if (!cred_valid(d, (size_t)n)) {
-			s->sasl = SASL_NONE;
-			s->st = ST_COMMAND;
-			reply_error(s, "501 5.5.2 Malformed LOGIN response");
-			break;
-		}
-		memcpy(s->authcid, d, (size_t)n);
-		s->authcid[n] = '\0';
-		s->sasl = SASL_LOGIN_PASS;
+	switch (res->status) {
+	case SASL_CHALLENGE:
 		s->st = ST_SASL;
-		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
-		break;
-	case SASL_LOGIN_PASS:
-		s->sasl = SASL_NONE;
-		s->st = ST_COMMAND;
-		if (!cred_valid(d, (size_t)n)) {
-			reply_error(s, "501 5.5.2 Malformed LOGIN response");
-			explicit_bzero(s->authcid, sizeof(s->authcid));
-			break;
-		}
-		memcpy(s->password, d, (size_t)n);
-		s->password[n] = '\0';
-		s->authzid[0] = '\0';
-		s->mechanism = "LOGIN";
+		reply(s, "334 %s", res->challenge_b64);
+		return;
+	case SASL_DONE:
+		/* The default field limits are CRED_MAX. */
+		memcpy(s->authzid, res->creds.authzid, res->creds.authzid_len + 1);
+		memcpy(s->authcid, res->creds.authcid, res->creds.authcid_len + 1);
+		memcpy(s->password, res->creds.password, res->creds.password_len + 1);
+		s->mechanism = sasl_mech_name(res->mech);
+		sasl_exchange_free(&s->sasl);
 		defer_request(s, SMTP_ACTION_AUTH_VERIFY);
-		break;
-	case SASL_NONE:
-		s->st = ST_COMMAND;
+		return;
+	case SASL_ERROR:
 		break;
 	}
-	explicit_bzero(d, sizeof(d));
+	sasl_exchange_free(&s->sasl);
+	switch (res->error) {
+	case SASL_ERR_CANCELLED:
+		reply(s, "501 5.7.0 Authentication cancelled");
+		break;
+	case SASL_ERR_MALFORMED:
+		reply_error(s, "501 5.5.2 Malformed %s response", sasl_mech_name(res->mech));
+		break;
+	case SASL_ERR_UNKNOWN_MECH:
+		reply_error(s, "504 5.5.4 Unrecognized authentication type");
+		break;
+	case SASL_ERR_NO_MEMORY:
+		s->fatal = true;
+		break;
+	case SASL_ERR_BAD_BASE64:
+	case SASL_ERR_TOO_LONG:
+	case SASL_ERR_NONE:
+	default:
+		reply_error(s, "501 5.5.2 Cannot decode response");
+		break;
+	}
 }
 
 /* RFC 4954 4: "AUTH" SP sasl-mech [SP initial-response] CRLF. */
@@ -1030,6 +968,8 @@ static void cmd_auth(struct smtp_session *s, const char *p, const char *end)
 {
 	const char *sp = memchr(p, ' ', (size_t)(end - p));
 	size_t mech_len = (size_t)((sp != NULL ? sp : end) - p);
+	const char *ir = sp != NULL ? sp + 1 : NULL;
+	struct sasl_result res;
 
 	if (s->mode != SMTP_MODE_SUBMISSION) {
 		reply_error(s, "502 5.5.1 AUTH not available");
@@ -1048,31 +988,14 @@ static void cmd_auth(struct smtp_session *s, const char *p, const char *end)
 			       "authentication mechanism");
 		return;
 	}
-	if (smtp_word_eq(p, mech_len, "PLAIN")) {
-		s->sasl = SASL_PLAIN;
-	} else if (smtp_word_eq(p, mech_len, "LOGIN")) {
-		s->sasl = SASL_LOGIN_USER;
-	} else {
-		reply_error(s, "504 5.5.4 Unrecognized authentication type");
+	if (sasl_mech_find(p, mech_len) != NULL && ir != NULL &&
+	    (ir == end || memchr(ir, ' ', (size_t)(end - ir)) != NULL)) {
+		reply_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 		return;
 	}
-	s->st = ST_SASL;
-	if (sp != NULL) {
-		const char *ir = sp + 1;
-
-		if (ir == end || memchr(ir, ' ', (size_t)(end - ir)) != NULL) {
-			s->sasl = SASL_NONE;
-			s->st = ST_COMMAND;
-			reply_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-			return;
-		}
-		sasl_response(s, ir, (size_t)(end - ir));
-		return;
-	}
-	if (s->sasl == SASL_PLAIN)
-		reply(s, "334 ");
-	else
-		reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
+	sasl_start(&smtp_sasl_settings, p, mech_len, ir, ir != NULL ? (size_t)(end - ir) : 0,
+		   &s->sasl, &res);
+	sasl_reply(s, &res);
 }
 
 /* ---- command lines ---------------------------------------------------- */
@@ -1218,14 +1141,14 @@ static int step_line(struct smtp_session *s)
 		explicit_bzero(p, limit);
 		pn_buf_consume(&s->in, limit);
 		s->skip_line = true;
-		s->sasl = SASL_NONE;
+		sasl_exchange_free(&s->sasl);
 		s->st = ST_COMMAND;
 		reply_error(s, "500 5.5.6 Line too long");
 		return 1;
 	}
 	n = (size_t)(lf - p);
 	if (n == 0 || p[n - 1] != '\r') {
-		s->sasl = SASL_NONE;
+		sasl_exchange_free(&s->sasl);
 		s->st = ST_COMMAND;
 		reply_error(s, "500 5.5.2 Line must end with CR LF");
 	} else {
@@ -1234,11 +1157,13 @@ static int step_line(struct smtp_session *s)
 		while (ll > 0 && (p[ll - 1] == ' ' || p[ll - 1] == '\t'))
 			ll--;
 		if (memchr(p, '\0', ll) != NULL || memchr(p, '\r', ll) != NULL) {
-			s->sasl = SASL_NONE;
+			sasl_exchange_free(&s->sasl);
 			s->st = ST_COMMAND;
 			reply_error(s, "500 5.5.2 Invalid character in command");
 		} else if (s->st == ST_SASL) {
-			sasl_response(s, (const char *)p, ll);
+			struct sasl_result res;
+			sasl_step(&s->sasl, (const char *)p, ll, &res);
+			sasl_reply(s, &res);
 		} else {
 			run_command(s, (const char *)p, ll);
 		}
@@ -1411,6 +1336,7 @@ void smtp_session_free(struct smtp_session **sp)
 		return;
 	*sp = NULL;
 	reset_tx(s);
+	sasl_exchange_free(&s->sasl);
 	if (s->in.data != NULL)
 		explicit_bzero(s->in.data, s->in.cap);
 	pn_buf_free(&s->in);

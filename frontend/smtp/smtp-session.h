@@ -123,8 +123,10 @@
  * AUTH (RFC 4954, submission only): PLAIN (RFC 4616) and LOGIN, with an
  * initial response or not ("=" is an empty one), offered and accepted only
  * under TLS unless the listener is trusted. Command and SASL lines of AUTH
- * may be up to 12288 octets (RFC 4954 section 4). Decoded identities and
- * passwords are at most 255 octets, without NUL. The password is wiped from
+ * may be up to 12288 octets (RFC 4954 section 4). The exchange is
+ * frontend/sasl/sasl.h's, with its default limits and checks: identities
+ * and passwords of at most 255 octets, without NUL, identities without
+ * control characters, PLAIN fields in UTF-8. The password is wiped from
  * memory once the result is in.
  */
 #ifndef SMTP_SESSION_H

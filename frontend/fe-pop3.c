@@ -1,0 +1,616 @@
+/* The POP3 adapter: drives the sans-IO engine (pop3/pop3-session.h) for a
+ * connection (fe-conn.c) and carries out its requests against storage:
+ *
+ *   AUTH_VERIFY    mail_auth_login (PostgreSQL lookup, hash on the worker
+ *                  pool); on success the session registry entry is added
+ *   MAILDROP_OPEN  mail_lock_acquire ("{a:<id>}:lock:pop3" lease in Redis,
+ *                  per node when Redis is down), then the INBOX listing with
+ *                  UIDL "<uidvalidity>.<uid>"
+ *   MESSAGE_GET    the body in slices of READ_CHUNK bytes, given to the
+ *                  engine as its output buffer takes them (backpressure all
+ *                  the way to PostgreSQL); \Seen set when asked
+ *   UPDATE         expunge_messages in one statement (one transaction); the
+ *                  change is published on the mailbox's Redis channel
+ *   RELEASE        the lock is released
+ *
+ * Every asynchronous operation is counted in `outstanding`; next() returns
+ * -1 only when the engine is over and nothing is outstanding, so callbacks
+ * never outlive the session (fe-protocol.h). A callback answers the engine
+ * and calls fe_conn_wakeup() as its very last step.
+ */
+#include "fe-protocol.h"
+
+#include "postern/log.h"
+#include "postern/mail-auth.h"
+#include "postern/mail-maildrop.h"
+#include "postern/store-redis-ops.h"
+
+#include "fe-backend.h"
+#include "fe-metrics.h"
+#include "fe-node.h"
+#include "fe-registry.h"
+#include "pop3-session.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define READ_CHUNK (256 * 1024)
+#define VERB_MAX 4
+
+struct fe_pop3 {
+	struct fe_conn *conn;
+	struct fe_thread *th;
+	struct fe_node *node;
+	const struct fe_session_info *info;
+	struct pop3_session *s;
+	unsigned int outstanding;
+	bool gone;
+
+	char user[POP3_MAX_USER_LEN + 1];	/* as given at login, for logs */
+	uint64_t account_id;
+	struct fe_registry_entry *reg;
+
+	struct mail_lock *lock;
+	uint64_t mailbox_id;
+	uint32_t uidvalidity;
+
+	/* MESSAGE_GET in progress */
+	uint32_t get_uid;
+	uint64_t get_offset;
+	const char *get_name;		/* "retr" or "top" */
+	uint8_t *pend;			/* bytes the engine did not take yet */
+	size_t pend_len, pend_off;
+	bool pend_final;
+
+	/* request timing for command_duration_seconds */
+	struct timespec req_t0;
+
+	/* command names, for commands_total */
+	char verb[VERB_MAX + 1];
+	size_t verb_len;
+	bool in_verb, skip_line;
+};
+
+static struct fe_metrics *metrics(const struct fe_pop3 *p)
+{
+	return &p->node->metrics;
+}
+
+static void req_start(struct fe_pop3 *p)
+{
+	clock_gettime(CLOCK_MONOTONIC, &p->req_t0);
+}
+
+static void req_done(struct fe_pop3 *p, const char *name)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	fe_metrics_command_time(metrics(p), "pop3", name,
+				(double)(t.tv_sec - p->req_t0.tv_sec) +
+				(double)(t.tv_nsec - p->req_t0.tv_nsec) / 1e9);
+}
+
+static void log_error(const struct fe_pop3 *p, const char *what, const char *error)
+{
+	pn_warn("event=storage_error session=%s protocol=pop3 op=%s error=\"%s\"",
+		p->info->session_id, what, error != NULL ? error : "");
+}
+
+/* ---- AUTH_VERIFY ---- */
+
+static void auth_cb(void *ctx, const struct mail_auth_result *res)
+{
+	struct fe_pop3 *p = ctx;
+	enum pop3_auth_result r;
+	char quser[POP3_MAX_USER_LEN * 4 + 3];
+	const char *error;
+
+	p->outstanding--;
+	req_done(p, "login");
+	switch (res->status) {
+	case MAIL_AUTH_OK:
+		r = POP3_AUTH_OK;
+		p->account_id = res->account_id;
+		break;
+	case MAIL_AUTH_BAD:
+		r = POP3_AUTH_BAD;
+		break;
+	case MAIL_AUTH_DISABLED:
+		r = POP3_AUTH_PERM_FAIL;
+		break;
+	default:
+		r = POP3_AUTH_TEMP_FAIL;
+		break;
+	}
+	fe_metrics_login(metrics(p), "pop3", mail_auth_status_name(res->status));
+	pn_info("event=login session=%s protocol=pop3 client=%s user=%s result=%s reason=\"%s\"",
+		p->info->session_id, p->info->client_str,
+		pn_log_quote(quser, sizeof(quser), p->user, strlen(p->user)),
+		mail_auth_status_name(res->status), res->reason);
+	if (res->status == MAIL_AUTH_OK && !p->gone) {
+		fe_conn_set_state(p->conn, FE_STATE_AUTHENTICATED);
+		p->reg = fe_registry_add(p->th, res->account_id, "pop3", res->address,
+					 p->info->client_str, p->info->session_id);
+	}
+	if (pop3_session_auth_result(p->s, r, res->account_id, &error) < 0)
+		pn_error("event=pop3_bug session=%s error=\"%s\"", p->info->session_id, error);
+	fe_conn_wakeup(p->conn);
+}
+
+static void start_auth(struct fe_pop3 *p, const struct pop3_action *a)
+{
+	const char *error;
+	struct fe_backend *b = fe_thread_backend(p->th);
+
+	snprintf(p->user, sizeof(p->user), "%s", a->auth.user);
+	if (a->auth.authzid[0] != '\0' && strcmp(a->auth.authzid, a->auth.user) != 0) {
+		/* No proxy authorization in Postern. */
+		fe_metrics_login(metrics(p), "pop3", "bad");
+		pn_info("event=login session=%s protocol=pop3 result=bad reason=\"authzid differs\"",
+			p->info->session_id);
+		pop3_session_auth_result(p->s, POP3_AUTH_BAD, 0, &error);
+		return;
+	}
+	req_start(p);
+	if (mail_auth_login(p->th->loop, b != NULL ? b->pg : NULL, p->node->auth_pool,
+			    a->auth.user, a->auth.password, auth_cb, p) < 0) {
+		fe_metrics_login(metrics(p), "pop3", "tempfail");
+		pop3_session_auth_result(p->s, POP3_AUTH_TEMP_FAIL, 0, &error);
+		return;
+	}
+	p->outstanding++;
+}
+
+/* ---- MAILDROP_OPEN ---- */
+
+static void maildrop_answer(struct fe_pop3 *p, enum pop3_maildrop_result r,
+			    const struct pop3_message *msgs, size_t count)
+{
+	const char *error;
+
+	if (r != POP3_MAILDROP_OK)
+		mail_lock_release(&p->lock);
+	if (pop3_session_maildrop_result(p->s, r, msgs, count, &error) < 0)
+		pn_warn("event=maildrop_refused session=%s error=\"%s\"", p->info->session_id,
+			error);
+}
+
+static void list_cb(void *ctx, const struct mail_maildrop_listing *l)
+{
+	struct fe_pop3 *p = ctx;
+	struct pop3_message *msgs = NULL;
+	char (*uidls)[MAIL_UIDL_MAX + 1] = NULL;
+
+	p->outstanding--;
+	req_done(p, "maildrop");
+	if (l->status != STORE_OK || l->no_inbox) {
+		log_error(p, "maildrop_list", l->no_inbox ? "no INBOX" : l->error);
+		maildrop_answer(p, POP3_MAILDROP_TEMP_FAIL, NULL, 0);
+		fe_conn_wakeup(p->conn);
+		return;
+	}
+	p->mailbox_id = l->mailbox_id;
+	p->uidvalidity = l->uidvalidity;
+	if (l->count > 0) {
+		msgs = calloc(l->count, sizeof(*msgs));
+		uidls = calloc(l->count, sizeof(*uidls));
+	}
+	if (l->count > 0 && (msgs == NULL || uidls == NULL)) {
+		maildrop_answer(p, POP3_MAILDROP_TEMP_FAIL, NULL, 0);
+	} else {
+		for (size_t i = 0; i < l->count; i++) {
+			mail_uidl_format(uidls[i], sizeof(uidls[i]), l->uidvalidity, l->msgs[i].uid);
+			msgs[i].uid = l->msgs[i].uid;
+			msgs[i].size = l->msgs[i].size;
+			msgs[i].uidl = uidls[i];
+		}
+		pn_debug("event=maildrop_open session=%s account=%" PRIu64 " messages=%zu",
+			 p->info->session_id, p->account_id, l->count);
+		maildrop_answer(p, POP3_MAILDROP_OK, msgs, l->count);
+	}
+	free(msgs);
+	free(uidls);
+	fe_conn_wakeup(p->conn);
+}
+
+static void lock_cb(void *ctx, enum mail_lock_status status, bool degraded)
+{
+	struct fe_pop3 *p = ctx;
+	struct fe_backend *b = fe_thread_backend(p->th);
+
+	p->outstanding--;
+	if (status == MAIL_LOCK_IN_USE) {
+		req_done(p, "maildrop");
+		pn_info("event=maildrop_in_use session=%s account=%" PRIu64, p->info->session_id,
+			p->account_id);
+		maildrop_answer(p, POP3_MAILDROP_IN_USE, NULL, 0);
+	} else if (status != MAIL_LOCK_OK || p->gone || b == NULL || b->pg == NULL) {
+		req_done(p, "maildrop");
+		maildrop_answer(p, POP3_MAILDROP_TEMP_FAIL, NULL, 0);
+	} else {
+		if (degraded) {
+			pn_counter_inc(pn_metric_series(metrics(p)->lock_fallback, NULL));
+			pn_warn("event=maildrop_lock_degraded session=%s account=%" PRIu64
+				" detail=\"Redis unreachable: lock held on this node only\"",
+				p->info->session_id, p->account_id);
+		}
+		if (mail_maildrop_list(b->pg, p->account_id, list_cb, p) == 0) {
+			p->outstanding++;
+			return; /* list_cb goes on */
+		}
+		maildrop_answer(p, POP3_MAILDROP_TEMP_FAIL, NULL, 0);
+	}
+	fe_conn_wakeup(p->conn);
+}
+
+static void start_maildrop(struct fe_pop3 *p, uint64_t account_id)
+{
+	struct fe_backend *b = fe_thread_backend(p->th);
+
+	req_start(p);
+	p->account_id = account_id;
+	p->lock = mail_lock_acquire(p->th->loop, b != NULL ? b->redis : NULL, account_id, "pop3",
+				    (unsigned int)p->node->cfg.pop3_lock_lease_ms, lock_cb, p);
+	if (p->lock == NULL) {
+		maildrop_answer(p, POP3_MAILDROP_TEMP_FAIL, NULL, 0);
+		return;
+	}
+	p->outstanding++;
+}
+
+/* ---- MESSAGE_GET ---- */
+
+static void read_cb(void *ctx, enum store_status status, const uint8_t *data, size_t len,
+		    bool eof, bool gone, const char *error);
+
+static void read_next(struct fe_pop3 *p)
+{
+	struct fe_backend *b = fe_thread_backend(p->th);
+	const char *error;
+
+	if (b == NULL || b->pg == NULL ||
+	    mail_maildrop_read(b->pg, p->account_id, p->mailbox_id, p->get_uid, p->get_offset,
+			       READ_CHUNK, read_cb, p) < 0) {
+		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
+		return;
+	}
+	p->outstanding++;
+}
+
+/* After the engine took a whole slice: the next one, or the end. */
+static void slice_taken(struct fe_pop3 *p, bool final)
+{
+	size_t consumed;
+	const char *error;
+
+	if (final) {
+		req_done(p, p->get_name);
+		return;
+	}
+	if (pop3_session_message_complete(p->s)) {
+		/* TOP has its lines: no need to read the rest. */
+		pop3_session_message_data(p->s, NULL, 0, true, &consumed, &error);
+		req_done(p, p->get_name);
+		return;
+	}
+	read_next(p);
+}
+
+/* Gives the engine what it will take of data; keeps the rest in pend. */
+static void give_data(struct fe_pop3 *p, const uint8_t *data, size_t len, bool final)
+{
+	size_t consumed = 0;
+	const char *error;
+
+	if (pop3_session_message_data(p->s, data, len, final, &consumed, &error) < 0) {
+		pn_error("event=pop3_bug session=%s error=\"%s\"", p->info->session_id, error);
+		return;
+	}
+	if (consumed < len) {
+		p->pend = malloc(len - consumed);
+		if (p->pend == NULL) {
+			pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
+			return;
+		}
+		memcpy(p->pend, data + consumed, len - consumed);
+		p->pend_len = len - consumed;
+		p->pend_off = 0;
+		p->pend_final = final;
+		return;
+	}
+	slice_taken(p, final);
+}
+
+static void read_cb(void *ctx, enum store_status status, const uint8_t *data, size_t len,
+		    bool eof, bool gone, const char *error)
+{
+	struct fe_pop3 *p = ctx;
+	const char *e2;
+
+	p->outstanding--;
+	if (p->gone) {
+		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &e2);
+	} else if (status != STORE_OK) {
+		log_error(p, "message_read", error);
+		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &e2);
+	} else if (gone) {
+		pop3_session_message_fail(p->s, POP3_MESSAGE_GONE, &e2);
+	} else {
+		p->get_offset += len;
+		give_data(p, data, len, eof);
+	}
+	fe_conn_wakeup(p->conn);
+}
+
+static void seen_cb(void *ctx, enum store_status status, const char *error)
+{
+	struct fe_pop3 *p = ctx;
+
+	p->outstanding--;
+	if (status != STORE_OK)
+		log_error(p, "set_seen", error);
+	fe_conn_wakeup(p->conn);
+}
+
+static void start_get(struct fe_pop3 *p, const struct pop3_action *a)
+{
+	struct fe_backend *b = fe_thread_backend(p->th);
+
+	req_start(p);
+	p->get_uid = a->message.uid;
+	p->get_offset = 0;
+	p->get_name = a->message.top ? "top" : "retr";
+	if (a->message.set_seen && b != NULL && b->pg != NULL &&
+	    mail_maildrop_set_seen(b->pg, a->message.account_id, p->mailbox_id, a->message.uid,
+				   seen_cb, p) == 0)
+		p->outstanding++;
+	read_next(p);
+}
+
+/* ---- UPDATE ---- */
+
+static void publish_cb(void *ctx, enum store_status status, int64_t value, const char *error)
+{
+}
+
+static void expunge_cb(void *ctx, enum store_status status, uint64_t modseq, size_t expunged,
+		       const char *error)
+{
+	struct fe_pop3 *p = ctx;
+	struct fe_backend *b = fe_thread_backend(p->th);
+	const char *e2;
+
+	p->outstanding--;
+	req_done(p, "update");
+	if (status != STORE_OK) {
+		log_error(p, "expunge", error);
+	} else {
+		pn_info("event=pop3_update session=%s account=%" PRIu64 " expunged=%zu modseq=%" PRIu64,
+			p->info->session_id, p->account_id, expunged, modseq);
+		if (expunged > 0 && b != NULL && b->redis != NULL) {
+			/* IMAP sessions of this mailbox on any node learn of the
+			 * expunge (best effort; they resync from PostgreSQL). */
+			char msg[64];
+			int n = snprintf(msg, sizeof(msg), "expunge modseq=%" PRIu64, modseq);
+			(void)store_rnotify_publish(b->redis, p->account_id, p->mailbox_id, msg,
+						    (size_t)n, publish_cb, NULL);
+		}
+	}
+	pop3_session_update_result(p->s, status == STORE_OK, &e2);
+	fe_conn_wakeup(p->conn);
+}
+
+static void start_update(struct fe_pop3 *p, const struct pop3_action *a)
+{
+	struct fe_backend *b = fe_thread_backend(p->th);
+	const char *error;
+
+	req_start(p);
+	if (b == NULL || b->pg == NULL ||
+	    mail_maildrop_expunge(b->pg, a->update.account_id, p->mailbox_id, a->update.uids,
+				  a->update.count, expunge_cb, p) < 0) {
+		pop3_session_update_result(p->s, false, &error);
+		return;
+	}
+	p->outstanding++;
+}
+
+/* ---- the adapter ---- */
+
+static void *pop3_create(struct fe_conn *conn, const struct fe_session_info *info,
+			 const char **error_r)
+{
+	struct fe_pop3 *p = calloc(1, sizeof(*p));
+	struct pop3_settings set;
+
+	if (p == NULL) {
+		*error_r = "out of memory";
+		return NULL;
+	}
+	p->conn = conn;
+	p->th = fe_conn_thread(conn);
+	p->node = fe_thread_node(p->th);
+	p->info = info;
+	pop3_settings_defaults(&set);
+	set.hostname = info->hostname;
+	set.implementation = "Postern";
+	set.tls_active = info->tls;
+	set.stls_available = info->tls_available;
+	set.trusted = info->secured;
+	set.retr_sets_seen = p->node->cfg.pop3_retr_sets_seen;
+	p->s = pop3_session_new(&set);
+	if (p->s == NULL) {
+		free(p);
+		*error_r = "cannot create the POP3 session";
+		return NULL;
+	}
+	return p;
+}
+
+/* Counts command names in the bytes the engine took (first word of each
+ * line, known POP3 commands only: SASL response lines are not commands and
+ * arguments are never looked at). */
+static void count_commands(struct fe_pop3 *p, const uint8_t *data, size_t len)
+{
+	static const char *const known[] = {
+		"user", "pass", "apop", "auth", "stat", "list", "retr", "dele", "noop",
+		"rset", "quit", "top", "uidl", "capa", "stls",
+	};
+
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = data[i];
+
+		if (c == '\n') {
+			p->skip_line = false;
+			p->verb_len = 0;
+			continue;
+		}
+		if (p->skip_line)
+			continue;
+		if (c == ' ' || c == '\r') {
+			p->verb[p->verb_len] = '\0';
+			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+				if (strcasecmp(p->verb, known[k]) == 0)
+					fe_metrics_command(metrics(p), "pop3", known[k]);
+			p->skip_line = true;
+			continue;
+		}
+		if (p->verb_len == VERB_MAX) {
+			p->skip_line = true;
+			continue;
+		}
+		p->verb[p->verb_len++] = (char)c;
+	}
+}
+
+static size_t pop3_feed(void *s, const uint8_t *data, size_t len)
+{
+	struct fe_pop3 *p = s;
+	size_t n = pop3_session_feed(p->s, data, len);
+
+	count_commands(p, data, n);
+	return n;
+}
+
+static int pop3_next(void *s, struct fe_action *act)
+{
+	struct fe_pop3 *p = s;
+	struct pop3_action a;
+
+	memset(act, 0, sizeof(*act));
+	for (;;) {
+		int r;
+
+		if (p->pend_off < p->pend_len) {
+			size_t consumed = 0;
+			const char *error;
+
+			pop3_session_message_data(p->s, p->pend + p->pend_off,
+						  p->pend_len - p->pend_off, p->pend_final,
+						  &consumed, &error);
+			p->pend_off += consumed;
+			if (p->pend_off == p->pend_len) {
+				bool final = p->pend_final;
+
+				free(p->pend);
+				p->pend = NULL;
+				p->pend_len = p->pend_off = 0;
+				slice_taken(p, final);
+			}
+		}
+		r = pop3_session_next(p->s, &a);
+		if (r < 0)
+			return p->outstanding > 0 ? 0 : -1;
+		if (r == 0)
+			return 0;
+		switch (a.type) {
+		case POP3_ACTION_SEND:
+			act->type = FE_ACT_SEND;
+			act->data = a.send.data;
+			act->len = a.send.len;
+			return 1;
+		case POP3_ACTION_START_TLS:
+			act->type = FE_ACT_START_TLS;
+			return 1;
+		case POP3_ACTION_CLOSE:
+			act->type = FE_ACT_CLOSE;
+			act->reason = a.close.reason;
+			return 1;
+		case POP3_ACTION_AUTH_VERIFY:
+			start_auth(p, &a);
+			break;
+		case POP3_ACTION_MAILDROP_OPEN:
+			start_maildrop(p, a.maildrop.account_id);
+			break;
+		case POP3_ACTION_MESSAGE_GET:
+			start_get(p, &a);
+			break;
+		case POP3_ACTION_UPDATE:
+			start_update(p, &a);
+			break;
+		case POP3_ACTION_RELEASE:
+			mail_lock_release(&p->lock);
+			break;
+		}
+	}
+}
+
+static void pop3_tls_started(void *s)
+{
+	struct fe_pop3 *p = s;
+
+	pop3_session_tls_started(p->s);
+}
+
+static void pop3_disconnected(void *s)
+{
+	struct fe_pop3 *p = s;
+
+	p->gone = true;
+	pop3_session_disconnected(p->s);
+	if (p->pend != NULL) {
+		/* A message was half given, no read in flight: end the request. */
+		const char *error;
+
+		free(p->pend);
+		p->pend = NULL;
+		p->pend_len = p->pend_off = 0;
+		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
+	}
+}
+
+static void pop3_shutdown(void *s, enum fe_shutdown_reason reason)
+{
+	struct fe_pop3 *p = s;
+
+	pop3_session_shutdown(p->s, reason == FE_SHUTDOWN_DRAIN ? POP3_CLOSE_SHUTDOWN :
+				    POP3_CLOSE_IDLE);
+}
+
+static void pop3_destroy(void **s)
+{
+	struct fe_pop3 *p = *s;
+
+	mail_lock_release(&p->lock);
+	fe_registry_remove(&p->reg);
+	pop3_session_free(&p->s);
+	free(p->pend);
+	free(p);
+	*s = NULL;
+}
+
+const struct fe_protocol fe_protocol_pop3 = {
+	.name = "pop3",
+	.create = pop3_create,
+	.feed = pop3_feed,
+	.next = pop3_next,
+	.tls_started = pop3_tls_started,
+	.disconnected = pop3_disconnected,
+	.shutdown = pop3_shutdown,
+	.destroy = pop3_destroy,
+};

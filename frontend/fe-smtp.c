@@ -1,0 +1,488 @@
+/* The SMTP adapter of postern-frontend: wraps the sans-IO SMTP/LMTP engine
+ * (smtp/smtp-session.h) for the MX, submission (587 and 465) and LMTP
+ * listeners and carries out its requests:
+ *
+ *   AUTH_VERIFY   mail_auth_login() (postern/mail-auth.h), as POP3 does:
+ *                 the account from PostgreSQL, the hash on the node's
+ *                 password worker pool; the session then appears in the
+ *                 Redis session registry
+ *   SENDER_CHECK  mail_sender_check()   (submission only)
+ *   RCPT_CHECK    mail_rcpt_check()     (relay allowed after AUTH)
+ *   DELIVER       mail_deliver()        (one transaction, per-recipient
+ *                                        statuses; LMTP answers each)
+ *
+ * One mail_delivery per thread (its prepared statements are declared once
+ * on the thread's pool; it publishes change notifications on the thread's
+ * Redis client), created with the thread's first SMTP session and freed
+ * when the thread ends. At most one request is outstanding per
+ * session (the engine's rule); after the client went away next() returns
+ * -1 only once that request has come back, and a DELIVER that the engine
+ * asks for after the client is gone is not started (the client never saw
+ * a reply, so it will send the message again).
+ */
+#include "fe-smtp.h"
+
+#include "fe-backend.h"
+#include "fe-metrics.h"
+#include "fe-node.h"
+#include "fe-registry.h"
+#include "smtp/smtp-session.h"
+
+#include "postern/log.h"
+#include "postern/mail-auth.h"
+#include "postern/mail-delivery.h"
+#include "postern/store-pgpool.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the thread's delivery context ---- */
+
+struct thread_delivery {
+	struct store_pgpool *pool;
+	struct mail_delivery *dlv;
+};
+
+static pthread_key_t td_key;
+static pthread_once_t td_once = PTHREAD_ONCE_INIT;
+static bool td_key_ok;
+
+static void td_destroy(void *p)
+{
+	struct thread_delivery *td = p;
+
+	/* every connection of the thread is gone when the thread ends */
+	if (td->dlv != NULL && mail_delivery_busy(td->dlv) == 0)
+		mail_delivery_free(&td->dlv);
+	free(td);
+}
+
+static void td_init(void)
+{
+	td_key_ok = pthread_key_create(&td_key, td_destroy) == 0;
+}
+
+static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
+					     struct store_redis *redis, const char **error_r)
+{
+	struct thread_delivery *td;
+
+	(void)pthread_once(&td_once, td_init);
+	if (!td_key_ok) {
+		*error_r = "no thread key";
+		return NULL;
+	}
+	td = pthread_getspecific(td_key);
+	if (td != NULL && td->pool == pool)
+		return td->dlv;
+	if (td == NULL) {
+		td = calloc(1, sizeof(*td));
+		if (td == NULL || pthread_setspecific(td_key, td) != 0) {
+			free(td);
+			*error_r = "out of memory";
+			return NULL;
+		}
+	}
+	if (td->dlv != NULL) {
+		/* a new pool on this thread (never in practice): the old
+		 * context went with the old pool's statements */
+		mail_delivery_free(&td->dlv);
+	}
+	{
+		struct mail_delivery_settings set = { .pool = pool, .redis = redis };
+
+		td->dlv = mail_delivery_new(&set, error_r);
+	}
+	td->pool = td->dlv != NULL ? pool : NULL;
+	return td->dlv;
+}
+
+/* ---- the session ---- */
+
+struct fe_smtp {
+	struct fe_conn *conn;
+	struct smtp_session *s;
+	enum smtp_mode mode;
+	const struct fe_session_info *info;
+	struct fe_thread *th;
+	struct mail_delivery *dlv;	/* NULL without PostgreSQL */
+	struct store_pgpool *pool;
+	bool gone;
+	bool pending;			/* a request of ours is under way */
+	struct fe_registry_entry *reg;	/* after AUTH */
+	char auth_user[MAIL_AUTH_USER_MAX + 1];
+};
+
+static const char *proto_name(const struct fe_smtp *f)
+{
+	return f->mode == SMTP_MODE_SUBMISSION ? "submission" :
+		f->mode == SMTP_MODE_LMTP ? "lmtp" : "smtp";
+}
+
+static void login_metric(const struct fe_smtp *f, const char *result)
+{
+	if (f->th != NULL && f->th->node != NULL)
+		fe_metrics_login(&f->th->node->metrics, proto_name(f), result);
+}
+
+static void smtp_wake(struct fe_smtp *f)
+{
+	f->pending = false;
+	fe_conn_wakeup(f->conn);	/* may destroy f: last action */
+}
+
+static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
+		       const char **error_r)
+{
+	struct fe_smtp *f = calloc(1, sizeof(*f));
+	struct fe_thread *th = fe_conn_thread(conn);
+	struct smtp_settings set = { 0 };
+
+	if (f == NULL) {
+		*error_r = "out of memory";
+		return NULL;
+	}
+	f->conn = conn;
+	f->info = info;
+	f->th = th;
+	switch (info->service) {
+	case FE_SVC_SUBMISSION:
+	case FE_SVC_SUBMISSIONS:
+		f->mode = SMTP_MODE_SUBMISSION;
+		break;
+	case FE_SVC_LMTP:
+		f->mode = SMTP_MODE_LMTP;
+		break;
+	default:
+		f->mode = SMTP_MODE_MX;
+		break;
+	}
+	if (th != NULL) {
+		if (th->backend != NULL && th->backend->pg != NULL) {
+			const char *error = NULL;
+
+			f->pool = th->backend->pg;
+			f->dlv = thread_delivery(f->pool, th->backend->redis, &error);
+			if (f->dlv == NULL)
+				pn_warn("event=smtp_delivery_unavailable error=\"%s\"", error);
+		}
+	}
+	set.mode = f->mode;
+	set.hostname = info->hostname;
+	set.client_addr = info->client_ip;
+	set.session_id = info->session_id;
+	set.tls_active = info->tls;
+	set.tls_info.version = info->tls_version;
+	set.tls_info.cipher = info->tls_cipher;
+	set.starttls_available = info->tls_available;
+	set.trusted = info->secured;
+	f->s = smtp_session_new(&set, error_r);
+	if (f->s == NULL) {
+		/* a session id the engine does not take: go on without */
+		set.session_id = NULL;
+		f->s = smtp_session_new(&set, error_r);
+	}
+	if (f->s == NULL) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static size_t fs_feed(void *p, const uint8_t *data, size_t len)
+{
+	struct fe_smtp *f = p;
+	size_t room = smtp_session_input_room(f->s);
+
+	return smtp_session_feed(f->s, data, len < room ? len : room);
+}
+
+/* ---- AUTH ---- */
+
+static void auth_cb(void *ctx, const struct mail_auth_result *res)
+{
+	struct fe_smtp *f = ctx;
+	enum smtp_auth_status st;
+	char quser[sizeof(f->auth_user) * 4 + 3];
+
+	switch (res->status) {
+	case MAIL_AUTH_OK: st = SMTP_AUTH_OK; break;
+	case MAIL_AUTH_TEMPFAIL: st = SMTP_AUTH_TEMPFAIL; break;
+	default: st = SMTP_AUTH_BAD; break;	/* a disabled account too */
+	}
+	login_metric(f, mail_auth_status_name(res->status));
+	pn_info("event=login session=%s protocol=%s client=%s user=%s result=%s reason=\"%s\"",
+		f->info->session_id, proto_name(f), f->info->client_str,
+		pn_log_quote(quser, sizeof(quser), f->auth_user, strlen(f->auth_user)),
+		mail_auth_status_name(res->status), res->reason);
+	if (st == SMTP_AUTH_OK && !f->gone) {
+		fe_conn_set_state(f->conn, FE_STATE_AUTHENTICATED);
+		fe_registry_remove(&f->reg);
+		f->reg = fe_registry_add(f->th, res->account_id, proto_name(f), res->address,
+					 f->info->client_str, f->info->session_id);
+	}
+	(void)smtp_session_auth_result(f->s, st, res->account_id,
+				       st == SMTP_AUTH_OK ? res->address : NULL);
+	smtp_wake(f);
+}
+
+static void auth_start(struct fe_smtp *f, const struct smtp_action *a)
+{
+	snprintf(f->auth_user, sizeof(f->auth_user), "%s", a->u.auth.authcid);
+	/* no proxy authorisation: authzid must be empty or the user itself */
+	if (a->u.auth.authzid[0] != '\0' &&
+	    strcmp(a->u.auth.authzid, a->u.auth.authcid) != 0) {
+		login_metric(f, "bad");
+		pn_info("event=login session=%s protocol=%s result=bad"
+			" reason=\"authzid differs\"", f->info->session_id, proto_name(f));
+		(void)smtp_session_auth_result(f->s, SMTP_AUTH_BAD, 0, NULL);
+		return;
+	}
+	f->pending = true;
+	if (f->th == NULL || f->th->node == NULL ||
+	    mail_auth_login(f->th->loop, f->pool, f->th->node->auth_pool, a->u.auth.authcid,
+			    a->u.auth.password, auth_cb, f) < 0) {
+		f->pending = false;
+		login_metric(f, "tempfail");
+		(void)smtp_session_auth_result(f->s, SMTP_AUTH_TEMPFAIL, 0, NULL);
+	}
+}
+
+/* ---- MAIL FROM, RCPT ---- */
+
+static void sender_done(void *ctx, enum mail_sender_status status, const char *error)
+{
+	struct fe_smtp *f = ctx;
+
+	(void)error;
+	(void)smtp_session_sender_result(f->s, status == MAIL_SENDER_OK ? SMTP_SENDER_OK :
+					 status == MAIL_SENDER_DENIED ? SMTP_SENDER_DENIED :
+					 SMTP_SENDER_TEMPFAIL);
+	smtp_wake(f);
+}
+
+static void sender_start(struct fe_smtp *f, const struct smtp_action *a)
+{
+	const struct smtp_envelope *env = a->u.sender.env;
+	const char *error = NULL;
+
+	if (f->dlv == NULL || !env->authenticated) {
+		(void)smtp_session_sender_result(f->s, f->dlv == NULL ? SMTP_SENDER_TEMPFAIL :
+						 SMTP_SENDER_DENIED);
+		return;
+	}
+	f->pending = true;
+	if (mail_sender_check(f->dlv, env->account_id, a->u.sender.address, sender_done, f,
+			      &error) == NULL) {
+		f->pending = false;
+		(void)smtp_session_sender_result(f->s, SMTP_SENDER_DENIED);
+	}
+}
+
+static void rcpt_done(void *ctx, const struct mail_rcpt_info *info)
+{
+	struct fe_smtp *f = ctx;
+	enum smtp_rcpt_status st;
+
+	switch (info->status) {
+	case MAIL_RCPT_OK: st = SMTP_RCPT_OK; break;
+	case MAIL_RCPT_UNKNOWN: st = SMTP_RCPT_UNKNOWN; break;
+	case MAIL_RCPT_DISABLED: st = SMTP_RCPT_DISABLED; break;
+	case MAIL_RCPT_OVER_QUOTA: st = SMTP_RCPT_OVER_QUOTA; break;
+	case MAIL_RCPT_RELAY_DENIED: st = SMTP_RCPT_RELAY_DENIED; break;
+	default: st = SMTP_RCPT_TEMPFAIL; break;
+	}
+	if (info->status == MAIL_RCPT_TEMPFAIL)
+		pn_warn("event=rcpt_check_failed error=\"%s\"", info->error);
+	(void)smtp_session_rcpt_result(f->s, st, info->account_id);
+	smtp_wake(f);
+}
+
+static void rcpt_start(struct fe_smtp *f, const struct smtp_action *a)
+{
+	const struct smtp_envelope *env = a->u.rcpt.env;
+	bool relay = f->mode == SMTP_MODE_SUBMISSION && env->authenticated;
+	const char *error = NULL;
+
+	if (f->dlv == NULL) {
+		(void)smtp_session_rcpt_result(f->s, SMTP_RCPT_TEMPFAIL, 0);
+		return;
+	}
+	f->pending = true;
+	if (mail_rcpt_check(f->dlv, a->u.rcpt.rcpt->address, env->size, relay, rcpt_done, f,
+			    &error) == NULL) {
+		f->pending = false;
+		/* an address delivery cannot take (too long, control bytes) */
+		(void)smtp_session_rcpt_result(f->s, SMTP_RCPT_UNKNOWN, 0);
+	}
+}
+
+/* ---- DATA ---- */
+
+static enum smtp_deliver_status deliver_status(enum mail_deliver_status st)
+{
+	switch (st) {
+	case MAIL_DELIVER_OK: return SMTP_DELIVER_OK;
+	case MAIL_DELIVER_TEMPFAIL: return SMTP_DELIVER_TEMPFAIL;
+	case MAIL_DELIVER_OVER_QUOTA: return SMTP_DELIVER_OVER_QUOTA;
+	case MAIL_DELIVER_QUOTA_EXCEEDED: return SMTP_DELIVER_QUOTA_EXCEEDED;
+	case MAIL_DELIVER_SENDER_DENIED: return SMTP_DELIVER_SENDER_DENIED;
+	default: return SMTP_DELIVER_PERMFAIL;
+	}
+}
+
+static void deliver_done(void *ctx, const struct mail_deliver_result *res)
+{
+	struct fe_smtp *f = ctx;
+	enum smtp_deliver_status st[MAIL_DELIVERY_MAX_RCPTS];
+
+	for (size_t i = 0; i < res->count && i < MAIL_DELIVERY_MAX_RCPTS; i++)
+		st[i] = deliver_status(res->rcpts[i].status);
+	if (res->error[0] != '\0')
+		pn_info("event=deliver_note id=%s error=\"%s\"", res->id, res->error);
+	(void)smtp_session_deliver_result(f->s, st, res->count, res->id);
+	smtp_wake(f);
+}
+
+static void deliver_fail(struct fe_smtp *f, const struct smtp_envelope *env,
+			 enum smtp_deliver_status status)
+{
+	enum smtp_deliver_status st[MAIL_DELIVERY_MAX_RCPTS];
+	size_t n = env->rcpt_count < MAIL_DELIVERY_MAX_RCPTS ? env->rcpt_count :
+		MAIL_DELIVERY_MAX_RCPTS;
+
+	for (size_t i = 0; i < n; i++)
+		st[i] = status;
+	(void)smtp_session_deliver_result(f->s, st, env->rcpt_count, NULL);
+}
+
+static void deliver_start(struct fe_smtp *f, const struct smtp_action *a)
+{
+	const struct smtp_envelope *env = a->u.deliver.env;
+	const char *rcpts[MAIL_DELIVERY_MAX_RCPTS];
+	struct mail_deliver_request req = { 0 };
+	const char *error = NULL;
+
+	if (f->dlv == NULL || env->rcpt_count == 0 || env->rcpt_count > MAIL_DELIVERY_MAX_RCPTS) {
+		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
+		return;
+	}
+	for (size_t i = 0; i < env->rcpt_count; i++)
+		rcpts[i] = env->rcpts[i].address;
+	req.mail_from = env->mail_from;
+	req.rcpts = rcpts;
+	req.rcpt_count = env->rcpt_count;
+	req.message = a->u.deliver.message;
+	req.message_len = a->u.deliver.message_len;
+	req.account_id = f->mode == SMTP_MODE_SUBMISSION && env->authenticated ?
+		env->account_id : 0;
+	/* ENVID stays as sent (xtext); RET as its keyword */
+	req.envid = env->envid;
+	req.ret = env->ret == SMTP_RET_FULL ? "FULL" : env->ret == SMTP_RET_HDRS ? "HDRS" : NULL;
+	f->pending = true;
+	if (mail_deliver(f->dlv, &req, deliver_done, f, &error) == NULL) {
+		f->pending = false;
+		pn_warn("event=deliver_failed error=\"%s\"", error);
+		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
+	}
+}
+
+/* ---- the adapter ---- */
+
+static int fs_next(void *p, struct fe_action *act_r)
+{
+	struct fe_smtp *f = p;
+	struct smtp_action a;
+	int r;
+
+	for (;;) {
+		if (f->pending)
+			return 0;
+		if (f->gone)
+			return -1;
+		r = smtp_session_next(f->s, &a);
+		if (r <= 0)
+			return r;
+		switch (a.type) {
+		case SMTP_ACTION_SEND:
+			act_r->type = FE_ACT_SEND;
+			act_r->data = a.u.send.data;
+			act_r->len = a.u.send.len;
+			return 1;
+		case SMTP_ACTION_START_TLS:
+			act_r->type = FE_ACT_START_TLS;
+			if (a.u.start_tls.discarded > 0)
+				pn_info("event=starttls_injection discarded=%zu",
+					a.u.start_tls.discarded);
+			return 1;
+		case SMTP_ACTION_CLOSE:
+			act_r->type = FE_ACT_CLOSE;
+			act_r->reason = "smtp: closed by the session";
+			return 1;
+		case SMTP_ACTION_AUTH_VERIFY:
+			auth_start(f, &a);
+			break;
+		case SMTP_ACTION_SENDER_CHECK:
+			sender_start(f, &a);
+			break;
+		case SMTP_ACTION_RCPT_CHECK:
+			rcpt_start(f, &a);
+			break;
+		case SMTP_ACTION_DELIVER:
+			deliver_start(f, &a);
+			break;
+		}
+	}
+}
+
+static void fs_tls_started(void *p)
+{
+	struct fe_smtp *f = p;
+	struct smtp_tls_info info = {
+		.version = fe_conn_tls_version(f->conn),
+		.cipher = fe_conn_tls_cipher(f->conn),
+	};
+
+	(void)smtp_session_tls_started(f->s, &info);
+}
+
+static void fs_disconnected(void *p)
+{
+	struct fe_smtp *f = p;
+
+	f->gone = true;
+}
+
+static void fs_shutdown(void *p, enum fe_shutdown_reason reason)
+{
+	struct fe_smtp *f = p;
+
+	smtp_session_shutdown(f->s, reason == FE_SHUTDOWN_IDLE ? SMTP_SHUTDOWN_TIMEOUT :
+			      SMTP_SHUTDOWN_DRAIN);
+}
+
+static void fs_destroy(void **p)
+{
+	struct fe_smtp *f = *p;
+
+	if (f == NULL)
+		return;
+	fe_registry_remove(&f->reg);
+	smtp_session_free(&f->s);
+	free(f);
+	*p = NULL;
+}
+
+const struct fe_protocol fe_protocol_smtp = {
+	.name = "smtp",
+	.create = fs_create,
+	.feed = fs_feed,
+	.next = fs_next,
+	.tls_started = fs_tls_started,
+	.disconnected = fs_disconnected,
+	.shutdown = fs_shutdown,
+	.destroy = fs_destroy,
+};
