@@ -892,5 +892,70 @@ class NodesKickTest(CtlTestBase):
         self.fails("kick", address, "--redis", "127.0.0.1:1", contains="Redis")
 
 
+class NodesFrontendTest(unittest.TestCase):
+    """posternctl nodes against real postern-frontend processes: a running
+    node is listed with its admin address; one that leaves cleanly is gone;
+    one killed without goodbye turns stale once its hash expires."""
+
+    @classmethod
+    def setUpClass(cls):
+        import frontend_support as fs
+        cls.fs = fs
+        fs.skip_unless_ready(cls)
+        cls.tmp = tempfile.mkdtemp(prefix="pn-ctl-fe-")
+        cls.store = None
+        try:
+            cls.store = fs.Store()
+        except Exception:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.store is not None:
+            cls.store.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def nodes(self, *args):
+        r = subprocess.run([self.fs.posternctl_binary(), "nodes", "--json"] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {e["name"]: e for e in json.loads(r.stdout)}
+
+    def test_frontends_in_registry(self):
+        tag = "ctl%d" % os.getpid()
+        a = self.fs.Frontend(tag + "-a", self.store, folder=self.tmp,
+                             services=("pop3",))
+        self.addCleanup(a.kill)
+        b = self.fs.Frontend(tag + "-b", self.store, folder=self.tmp,
+                             services=("pop3",))
+        self.addCleanup(b.kill)
+        both = self.fs.wait_for(
+            lambda: {tag + "-a", tag + "-b"} <= set(self.nodes()) and self.nodes(), 10)
+        self.assertTrue(both, "frontends not listed by posternctl nodes")
+        n = both[tag + "-a"]
+        self.assertEqual(n["address"], "127.0.0.1:%d" % a.admin)
+        self.assertIs(n["ready"], True)
+        self.assertIs(n["stale"], False)
+        self.assertEqual(n["sessions"], 0)
+        self.assertTrue(n["version"])
+        self.assertLess(n["age_ms"], 5000)
+        # a clean stop removes the node from the registry
+        self.assertEqual(a.stop(), 0)
+        self.assertNotIn(tag + "-a", self.nodes("--all"))
+        # SIGKILL: no goodbye; the hash expires after three heartbeats (3 s)
+        b.proc.kill()
+        b.proc.wait()
+        gone = self.fs.wait_for(lambda: tag + "-b" not in self.nodes(), 10)
+        self.assertTrue(gone, "a dead node is still listed as live")
+        n = self.nodes("--all")[tag + "-b"]
+        self.assertIs(n["stale"], True)
+        self.assertIs(n["registered"], False)
+        port = int(os.environ["POSTERN_REDIS_PORT"])
+        with socket.create_connection((os.environ.get("POSTERN_REDIS_HOST", "127.0.0.1"),
+                                       port), timeout=5) as s:
+            resp_command(s, "ZREM", "{nodes}:live", tag + "-b")
+
+
 if __name__ == "__main__":
     unittest.main()
