@@ -578,6 +578,12 @@ int store_user_set_enabled(PGconn *conn, const char *address, bool enabled,
 			      1, enabled ? "true" : "false", NULL, error_r);
 }
 
+int store_user_lookup(PGconn *conn, const char *address, int64_t *id_r,
+		      const char **error_r)
+{
+	return lookup_account(conn, address, false, id_r, error_r);
+}
+
 int store_user_remove(PGconn *conn, const char *address, const char **error_r)
 {
 	return account_update(conn, address, "SELECT delete_account($1)", 0, NULL, NULL,

@@ -1,8 +1,9 @@
 /* posternctl: the administration tool of a Postern cluster.
  *
  * Applies the schema migrations and manages tenants, domains, accounts and
- * aliases in PostgreSQL, imports Dovecot passwd-files, and lists logged-in
- * sessions from the Redis session registry. The work is done by the storage
+ * aliases in PostgreSQL, imports Dovecot passwd-files, lists logged-in
+ * sessions and live nodes from the Redis registries and asks the frontends
+ * to end an account's sessions (kick). The work is done by the storage
  * library (store-admin.h, store-migrate.h, store-who.h); this file parses the
  * command line and prints results as aligned text or, with --json, as JSON.
  *
@@ -32,7 +33,7 @@ enum opt_id {
 	OPT_PG, OPT_REDIS, OPT_HELP,                 /* global */
 	OPT_JSON, OPT_FORCE, OPT_TENANT, OPT_DOMAIN, OPT_PASSWORD,
 	OPT_PASSWORD_STDIN, OPT_QUOTA, OPT_QUOTA_MESSAGES, OPT_MESSAGES,
-	OPT_DISABLED, OPT_CREATE_DOMAINS, OPT_ALL,
+	OPT_DISABLED, OPT_CREATE_DOMAINS, OPT_ALL, OPT_PROTOCOL, OPT_SESSION, OPT_TTL,
 	OPT_COUNT
 };
 
@@ -55,6 +56,9 @@ static const struct {
 	[OPT_DISABLED] = { "disabled", false },
 	[OPT_CREATE_DOMAINS] = { "create-domains", false },
 	[OPT_ALL] = { "all", false },
+	[OPT_PROTOCOL] = { "protocol", true },
+	[OPT_SESSION] = { "session", true },
+	[OPT_TTL] = { "ttl", true },
 };
 
 #define O(x) (1u << (x))
@@ -95,6 +99,12 @@ static const char usage_text[] =
 "  import-passwd FILE --tenant NAME [--create-domains]\n"
 "                                           Dovecot passwd-file, '-' for stdin\n"
 "  who [--all] [--json]                     sessions in the Redis registry\n"
+"  nodes [--all] [--ttl SECONDS] [--json]   live nodes in the Redis registry;\n"
+"                                           --all adds stale ones (heartbeat\n"
+"                                           older than --ttl, default 30)\n"
+"  kick ADDRESS [--protocol imap|pop3|smtp] [--session NODE/ID] [--json]\n"
+"                                           ask the frontends to end the\n"
+"                                           account's sessions\n"
 "\n"
 "SIZE: bytes or with a unit B K M G T (powers of 1024); 0 or 'unlimited'\n"
 "means no limit. Prefer --password-stdin: arguments are visible to ps.\n"
@@ -182,6 +192,15 @@ static void table_init(struct table *t, size_t ncols, const char *const *headers
 	memset(t, 0, sizeof(*t));
 	t->ncols = ncols;
 	table_add(t, headers);
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
 }
 
 static void table_print_free(struct table *t)
@@ -866,6 +885,225 @@ static int cmd_who(struct cli *c)
 	return EXIT_SUCCESS;
 }
 
+/* ---- nodes ---- */
+
+struct nodes_out {
+	struct list_out list;
+	bool all;
+	unsigned shown, stale;
+};
+
+static void json_str_or_null(const char *s)
+{
+	if (s[0] == '\0')
+		fputs("null", stdout);
+	else
+		json_str(s);
+}
+
+static const char *fmt_ms_time(char *buf, size_t size, int64_t ms)
+{
+	time_t tt = (time_t)(ms / 1000);
+	struct tm tm;
+	char sec[24];
+
+	if (ms < 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		snprintf(buf, size, "%lld", (long long)ms);
+	else
+		snprintf(buf, size, "%s.%03dZ", sec, (int)(ms % 1000));
+	return buf;
+}
+
+static void nodes_row(const struct store_nodes_entry *e, void *ctx)
+{
+	struct nodes_out *w = ctx;
+	struct list_out *o = &w->list;
+	const struct store_rnode *n = &e->node;
+	char seen[40], age[32], sessions[24];
+
+	if (e->stale)
+		w->stale++;
+	if (e->stale && !w->all)
+		return;
+	w->shown++;
+	fmt_ms_time(seen, sizeof(seen), n->seen_ms);
+	if (o->json) {
+		json_begin_row(o);
+		fputs("\"name\": ", stdout);
+		json_str(n->name);
+		fputs(", \"role\": ", stdout);
+		json_str_or_null(n->role);
+		fputs(", \"address\": ", stdout);
+		json_str_or_null(n->addr);
+		fputs(", \"version\": ", stdout);
+		json_str_or_null(n->version);
+		if (e->registered)
+			printf(", \"sessions\": %lld", (long long)n->sessions);
+		else
+			fputs(", \"sessions\": null", stdout);
+		printf(", \"ready\": %s, \"last_heartbeat\": \"%s\", \"age_ms\": %lld"
+		       ", \"registered\": %s, \"stale\": %s}", n->ready ? "true" : "false", seen,
+		       (long long)e->age_ms, e->registered ? "true" : "false",
+		       e->stale ? "true" : "false");
+		return;
+	}
+	/* a heartbeat from the future (clock skew between hosts) shows as 0 */
+	snprintf(age, sizeof(age), "%lld.%01llds", (long long)(e->age_ms > 0 ? e->age_ms / 1000 : 0),
+		 (long long)(e->age_ms > 0 ? e->age_ms % 1000 / 100 : 0));
+	if (e->registered)
+		snprintf(sessions, sizeof(sessions), "%lld", (long long)n->sessions);
+	else
+		snprintf(sessions, sizeof(sessions), "-");
+	const char *row[] = { n->name, n->role[0] != '\0' ? n->role : "-",
+			      n->addr[0] != '\0' ? n->addr : "-",
+			      n->version[0] != '\0' ? n->version : "-", sessions,
+			      !e->registered ? "-" : n->ready ? "yes" : "no", age,
+			      e->stale ? "stale" : "live" };
+	table_add(&o->table, row);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int redis_open(const struct cli *c, redisContext **redis_r)
+{
+	char host[256];
+	const char *error = NULL;
+	int port = 0;
+
+	if (redis_target(c, host, sizeof(host), &port) != 0)
+		return EXIT_FAILURE;
+	if (store_redis_connect(host, port, redis_r, &error) < 0)
+		return fail("%s", error);
+	return 0;
+}
+
+static int cmd_nodes(struct cli *c)
+{
+	static const char *const headers[] = { "NAME", "ROLE", "ADDRESS", "VERSION",
+					       "SESSIONS", "READY", "AGE", "STATE" };
+	struct nodes_out w = { .all = c->set[OPT_ALL] };
+	unsigned int ttl_ms = STORE_RNODE_TTL_DEFAULT_MS;
+	redisContext *redis = NULL;
+	const char *error = NULL;
+	int rc;
+
+	if (c->set[OPT_TTL]) {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(c->val[OPT_TTL], &end, 10);
+		if (errno != 0 || end == c->val[OPT_TTL] || *end != '\0' || v < 1 || v > 86400)
+			return usage_error("--ttl: '%s' is not a number of seconds (1-86400)",
+					   c->val[OPT_TTL]);
+		ttl_ms = (unsigned int)v * 1000;
+	}
+	if (redis_open(c, &redis) != 0)
+		return EXIT_FAILURE;
+	list_begin(&w.list, c->set[OPT_JSON], 8, headers);
+	rc = store_nodes_read(redis, now_ms(), ttl_ms, nodes_row, &w, &error);
+	store_redis_close(&redis);
+	if (rc < 0) {
+		if (!w.list.json)
+			table_free(&w.list.table);
+		return fail("%s", error);
+	}
+	if (!w.list.json && w.shown == 0) {
+		table_free(&w.list.table);
+		printf("no live nodes%s\n", w.stale > 0 && !w.all ? " (stale ones: --all)" : "");
+		return EXIT_SUCCESS;
+	}
+	list_end(&w.list);
+	return EXIT_SUCCESS;
+}
+
+/* ---- kick ---- */
+
+struct kick_count {
+	const struct store_kick *kick;
+	unsigned live;
+};
+
+static void kick_count_row(const struct store_who_entry *e, void *ctx)
+{
+	struct kick_count *k = ctx;
+
+	if (!e->stale && store_kick_matches(k->kick, e->account_id, e->rec.proto, e->field))
+		k->live++;
+}
+
+static int cmd_kick(struct cli *c)
+{
+	struct store_kick kick;
+	struct kick_count count = { .kick = &kick };
+	char msg[STORE_KICK_MAX + 1];
+	redisContext *redis = NULL;
+	const char *error = NULL, *address = c->args[0];
+	long long receivers = 0;
+	int64_t id;
+	unsigned bad;
+	bool json = c->set[OPT_JSON];
+	int rc;
+
+	memset(&kick, 0, sizeof(kick));
+	if (c->set[OPT_PROTOCOL] &&
+	    store_kick_proto_parse(c->val[OPT_PROTOCOL], strlen(c->val[OPT_PROTOCOL]),
+				   &kick.proto) < 0)
+		return usage_error("--protocol: '%s' is not imap, pop3 or smtp",
+				   c->val[OPT_PROTOCOL]);
+	if (c->set[OPT_SESSION]) {
+		if (strlen(c->val[OPT_SESSION]) >= sizeof(kick.session))
+			return usage_error("--session: too long");
+		snprintf(kick.session, sizeof(kick.session), "%s", c->val[OPT_SESSION]);
+	}
+	if (store_kick_format(&kick, msg, sizeof(msg), &error) < 0)
+		return usage_error("--session: '%s' is not NODE/ID", kick.session);
+	if (store_user_lookup(c->pg, address, &id, &error) < 0)
+		return fail("%s", error);
+	kick.account_id = (uint64_t)id;
+	if (redis_open(c, &redis) != 0)
+		return EXIT_FAILURE;
+	rc = store_who_account(redis, kick.account_id, (int64_t)time(NULL), kick_count_row,
+			       &count, &bad, &error);
+	if (rc == 0 && count.live > 0)
+		rc = store_kick_publish(redis, &kick, &receivers, &error);
+	store_redis_close(&redis);
+	if (rc < 0)
+		return fail("%s", error);
+	if (json) {
+		printf("{\"address\": ");
+		json_str(address);
+		printf(", \"account_id\": %llu, \"protocol\": ", (unsigned long long)kick.account_id);
+		json_str_or_null(kick.proto != STORE_KICK_ANY ? store_kick_proto_name(kick.proto)
+							      : "");
+		fputs(", \"session\": ", stdout);
+		json_str_or_null(kick.session);
+		printf(", \"channel\": \"%s\", \"sessions\": %u, \"published\": %s"
+		       ", \"receivers\": %lld}\n", STORE_NODES_KICK_CHANNEL, count.live,
+		       count.live > 0 ? "true" : "false", receivers);
+	} else if (count.live == 0) {
+		printf("no sessions\n");
+	} else {
+		printf("kick sent: %u session%s listed, message received by %lld subscriber%s\n",
+		       count.live, count.live == 1 ? "" : "s", receivers,
+		       receivers == 1 ? "" : "s");
+	}
+	if (count.live > 0 && receivers == 0)
+		fprintf(stderr, "posternctl: warning: no frontend is subscribed to %s\n",
+			STORE_NODES_KICK_CHANNEL);
+	if (bad > 0)
+		fprintf(stderr, "posternctl: skipped %u malformed session record%s\n", bad,
+			bad == 1 ? "" : "s");
+	return EXIT_SUCCESS;
+}
+
 /* ---- dispatch ---- */
 
 struct command {
@@ -901,6 +1139,8 @@ static const struct command commands[] = {
 	{ "import-passwd", NULL, 1, 1, O(OPT_TENANT) | O(OPT_CREATE_DOMAINS), true,
 	  cmd_import_passwd },
 	{ "who", NULL, 0, 0, O(OPT_JSON) | O(OPT_ALL), false, cmd_who },
+	{ "nodes", NULL, 0, 0, O(OPT_JSON) | O(OPT_ALL) | O(OPT_TTL), false, cmd_nodes },
+	{ "kick", NULL, 1, 1, O(OPT_JSON) | O(OPT_PROTOCOL) | O(OPT_SESSION), true, cmd_kick },
 };
 
 static int parse_args(int argc, char **argv, struct cli *c)

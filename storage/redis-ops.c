@@ -1,6 +1,7 @@
 /* Postern's Redis operations (see postern/store-redis-ops.h and
  * docs/redis-keys.md): key names, the session registry, leased locks,
- * mailbox notifications, expiring counters and the node registry. Each
+ * mailbox notifications, expiring counters, the node registry and kick
+ * requests. Each
  * operation is one command or one Lua script; a small per-call context
  * carries the caller's callback to the reply trampoline.
  */
@@ -41,10 +42,11 @@ static const char lua_counter_incr[] =
 	"return v\n";
 
 /* KEYS: node hash, live set. ARGV: name addr version sessions ready now
- * ttl cutoff. */
+ * ttl cutoff role ("" for none). */
 static const char lua_node_heartbeat[] =
 	"redis.call('HSET', KEYS[1], 'addr', ARGV[2], 'version', ARGV[3],\n"
 	"  'sessions', ARGV[4], 'ready', ARGV[5], 'seen', ARGV[6])\n"
+	"if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'role', ARGV[9]) end\n"
 	"redis.call('PEXPIRE', KEYS[1], ARGV[7])\n"
 	"redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])\n"
 	"redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8])\n"
@@ -67,9 +69,6 @@ static const char lua_node_list[] =
 	"  end\n"
 	"end\n"
 	"return out\n";
-
-#define NODES_LIVE "{nodes}:live"
-#define NODES_PREFIX "{nodes}:node:"
 
 /* ---- keys ---- */
 
@@ -100,22 +99,6 @@ int store_rkey_mailbox(char *buf, size_t size, uint64_t account_id, uint64_t mai
 	int n = snprintf(buf, size, "{a:%" PRIu64 "}:mbox:%" PRIu64, account_id, mailbox_id);
 
 	return n < 0 || (size_t)n >= size ? -1 : n;
-}
-
-static bool node_name_ok(const char *s)
-{
-	size_t n = s != NULL ? strlen(s) : 0;
-
-	if (n == 0 || n > 63)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
 }
 
 /* ---- trampolines ---- */
@@ -442,56 +425,38 @@ int store_rcounter_get(struct store_redis *r, const char *key, store_rcount_cb *
 int store_rnode_heartbeat(struct store_redis *r, const struct store_rnode *node,
 			  int64_t now_ms, unsigned int ttl_ms, store_rop_cb *cb, void *ctx)
 {
-	char key[sizeof(NODES_PREFIX) + 64], sessions[24], now[24], ttl[16], cutoff[24];
+	char key[STORE_NODE_KEY_MAX], sessions[24], now[24], ttl[16], cutoff[24];
 
-	if (cb == NULL || node == NULL || !node_name_ok(node->name) || ttl_ms == 0 ||
-	    now_ms < 0 || !token_ok(node->addr, sizeof(node->addr) - 1) ||
-	    !token_ok(node->version, sizeof(node->version) - 1)) {
+	if (cb == NULL || node == NULL || ttl_ms == 0 || now_ms < 0 ||
+	    store_node_key(node->name, key, sizeof(key)) < 0 ||
+	    !token_ok(node->addr, sizeof(node->addr) - 1) ||
+	    !token_ok(node->version, sizeof(node->version) - 1) ||
+	    (node->role[0] != '\0' && !token_ok(node->role, sizeof(node->role) - 1))) {
 		errno = EINVAL;
 		return -1;
 	}
-	snprintf(key, sizeof(key), NODES_PREFIX "%s", node->name);
 	snprintf(sessions, sizeof(sessions), "%" PRId64, node->sessions);
 	snprintf(now, sizeof(now), "%" PRId64, now_ms);
 	snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
 	snprintf(cutoff, sizeof(cutoff), "%" PRId64, now_ms - 10 * (int64_t)ttl_ms);
 	const char *argv[] = {
-		"EVAL", lua_node_heartbeat, "2", key, NODES_LIVE, node->name, node->addr,
-		node->version, sessions, node->ready ? "1" : "0", now, ttl, cutoff,
+		"EVAL", lua_node_heartbeat, "2", key, STORE_NODES_LIVE_KEY, node->name,
+		node->addr, node->version, sessions, node->ready ? "1" : "0", now, ttl,
+		cutoff, node->role,
 	};
-	return op_send(r, op_new((union op_cb){ .done = cb }, ctx), done_tramp, 13, argv, NULL);
+	return op_send(r, op_new((union op_cb){ .done = cb }, ctx), done_tramp, 14, argv, NULL);
 }
 
 int store_rnode_remove(struct store_redis *r, const char *name, store_rop_cb *cb, void *ctx)
 {
-	char key[sizeof(NODES_PREFIX) + 64];
+	char key[STORE_NODE_KEY_MAX];
 
-	if (cb == NULL || !node_name_ok(name)) {
+	if (cb == NULL || store_node_key(name, key, sizeof(key)) < 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	snprintf(key, sizeof(key), NODES_PREFIX "%s", name);
-	const char *argv[] = { "EVAL", lua_node_remove, "2", key, NODES_LIVE, name };
+	const char *argv[] = { "EVAL", lua_node_remove, "2", key, STORE_NODES_LIVE_KEY, name };
 	return op_send(r, op_new((union op_cb){ .done = cb }, ctx), done_tramp, 6, argv, NULL);
-}
-
-static void copy_str(char *dst, size_t size, const redisReply *v)
-{
-	size_t n = v->len < size ? v->len : size - 1;
-
-	memcpy(dst, v->str, n);
-	dst[n] = '\0';
-}
-
-static int64_t reply_int(const redisReply *v)
-{
-	char buf[24];
-
-	if (v->len >= sizeof(buf))
-		return 0;
-	memcpy(buf, v->str, v->len);
-	buf[v->len] = '\0';
-	return strtoll(buf, NULL, 10);
 }
 
 static void nodes_tramp(void *ctx, enum store_status st, const redisReply *reply,
@@ -521,22 +486,14 @@ static void nodes_tramp(void *ctx, enum store_status st, const redisReply *reply
 
 			if (name->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_ARRAY)
 				continue;
-			copy_str(nd->name, sizeof(nd->name), name);
+			if (name->len > STORE_NODE_NAME_MAX)
+				continue;
+			memcpy(nd->name, name->str, name->len);
 			for (size_t j = 0; j + 1 < h->elements; j += 2) {
 				const redisReply *f = h->element[j], *v = h->element[j + 1];
 
-				if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-					continue;
-				if (f->len == 4 && memcmp(f->str, "addr", 4) == 0)
-					copy_str(nd->addr, sizeof(nd->addr), v);
-				else if (f->len == 7 && memcmp(f->str, "version", 7) == 0)
-					copy_str(nd->version, sizeof(nd->version), v);
-				else if (f->len == 8 && memcmp(f->str, "sessions", 8) == 0)
-					nd->sessions = reply_int(v);
-				else if (f->len == 5 && memcmp(f->str, "ready", 5) == 0)
-					nd->ready = v->len == 1 && v->str[0] == '1';
-				else if (f->len == 4 && memcmp(f->str, "seen", 4) == 0)
-					nd->seen_ms = reply_int(v);
+				if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+					store_rnode_set_field(nd, f->str, f->len, v->str, v->len);
 			}
 			n++;
 		}
@@ -557,6 +514,31 @@ int store_rnode_list(struct store_redis *r, int64_t now_ms, unsigned int ttl_ms,
 	}
 	snprintf(min, sizeof(min), "%" PRId64, now_ms - (int64_t)ttl_ms);
 	snprintf(limit, sizeof(limit), "%d", STORE_RNODE_LIST_MAX);
-	const char *argv[] = { "EVAL", lua_node_list, "1", NODES_LIVE, min, NODES_PREFIX, limit };
+	const char *argv[] = { "EVAL", lua_node_list, "1", STORE_NODES_LIVE_KEY, min,
+			       STORE_NODES_KEY_PREFIX, limit };
 	return op_send(r, op_new((union op_cb){ .nodes = cb }, ctx), nodes_tramp, 7, argv, NULL);
+}
+
+/* ---- kick requests ---- */
+
+int store_rkick_publish(struct store_redis *r, const struct store_kick *kick,
+			store_rcount_cb *cb, void *ctx)
+{
+	char msg[STORE_KICK_MAX + 1];
+	const char *error;
+	int n;
+
+	if (cb == NULL || kick == NULL ||
+	    (n = store_kick_format(kick, msg, sizeof(msg), &error)) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	const char *argv[] = { "PUBLISH", STORE_NODES_KICK_CHANNEL, msg };
+	return op_send(r, op_new((union op_cb){ .count = cb }, ctx), count_tramp, 3, argv, NULL);
+}
+
+struct store_redis_sub *store_rkick_subscribe(struct store_redis *r,
+					      store_redis_sub_cb *cb, void *ctx)
+{
+	return store_redis_subscribe(r, STORE_NODES_KICK_CHANNEL, cb, ctx);
 }

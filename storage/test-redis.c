@@ -364,6 +364,42 @@ PN_TEST(test_pubsub)
 	pn_loop_free(&loop);
 }
 
+PN_TEST(test_kick)
+{
+	struct pn_loop *loop = pn_loop_new(NULL, NULL);
+	struct store_redis *r = new_client(loop);
+	struct store_kick k = { .account_id = test_acct, .proto = STORE_KICK_POP3,
+				.session = "fe1/3" }, got;
+	struct subrec s = { 0 };
+	struct store_redis_sub *h;
+	struct cmdres x = { 0 };
+	const char *error;
+
+	if (r == NULL)
+		return;
+	CHECK(wait_ready(loop, r));
+	h = store_rkick_subscribe(r, sub_cb, &s);
+	CHECK(h != NULL);
+	CHECK(st_run_count(loop, &s.ready, 1, 3000));
+	CHECK_INT(store_rkick_publish(r, &k, count_cb, &x), 0);
+	CHECK(st_run_until(loop, &x.done, 3000));
+	CHECK_INT(x.status, STORE_OK);
+	CHECK(x.value >= 1);	/* others sharing the Redis may listen too */
+	CHECK(st_run_count(loop, &s.messages, 1, 3000));
+	CHECK_STR(s.channel, "{nodes}:kick");
+	CHECK_INT(store_kick_parse(s.last, strlen(s.last), &got, &error), 0);
+	CHECK(got.account_id == test_acct);
+	CHECK_INT(got.proto, STORE_KICK_POP3);
+	CHECK_STR(got.session, "fe1/3");
+	CHECK(store_kick_matches(&got, test_acct, "pop3", "fe1/3"));
+	/* a request the format refuses is not sent */
+	snprintf(k.session, sizeof(k.session), "no-slash");
+	CHECK_INT(store_rkick_publish(r, &k, count_cb, &x), -1);
+	store_redis_unsubscribe(&h);
+	store_redis_free(&r);
+	pn_loop_free(&loop);
+}
+
 PN_TEST(test_counters)
 {
 	struct pn_loop *loop = pn_loop_new(NULL, NULL);
@@ -519,7 +555,7 @@ PN_TEST(test_nodes)
 	struct pn_loop *loop = pn_loop_new(NULL, NULL);
 	struct store_redis *r = new_client(loop);
 	struct store_rnode a = { .addr = "10.0.0.1:1143", .version = "0.1.0", .sessions = 12,
-				 .ready = true };
+				 .ready = true, .role = "frontend" };
 	struct store_rnode b = { .addr = "10.0.0.2:1143", .version = "0.1.0", .sessions = 3 };
 	struct cmdres x = { 0 };
 	struct nodes_res l = { 0 };
@@ -550,6 +586,7 @@ PN_TEST(test_nodes)
 	CHECK_INT(l.nodes[0].sessions, 12);
 	CHECK(l.nodes[0].ready);
 	CHECK_INT(l.nodes[0].seen_ms, now);
+	CHECK_STR(l.nodes[0].role, "frontend");
 	/* with a longer window both, oldest first */
 	memset(&l, 0, sizeof(l));
 	CHECK_INT(store_rnode_list(r, now, 60000, nodes_cb, &l), 0);
@@ -557,6 +594,7 @@ PN_TEST(test_nodes)
 	CHECK_INT(l.count, 2);
 	CHECK_STR(l.nodes[0].name, b.name);
 	CHECK(!l.nodes[0].ready);
+	CHECK_STR(l.nodes[0].role, "");
 	/* removal */
 	memset(&x, 0, sizeof(x));
 	CHECK_INT(store_rnode_remove(r, a.name, done_cb, &x), 0);
@@ -656,6 +694,7 @@ int main(void)
 		PN_TEST_CASE(test_commands),
 		PN_TEST_CASE(test_locks),
 		PN_TEST_CASE(test_pubsub),
+		PN_TEST_CASE(test_kick),
 		PN_TEST_CASE(test_counters),
 		PN_TEST_CASE(test_sessions),
 		PN_TEST_CASE(test_nodes),

@@ -1,5 +1,6 @@
 """Integration tests of posternctl against a real PostgreSQL (and Redis for
-`who`): every command, its --json output and its error cases.
+`who`, `nodes` and `kick`): every command, its --json output and its error
+cases.
 
 Environment:
   POSTERN_PG_DSN     libpq connection string of a database we may create
@@ -7,7 +8,8 @@ Environment:
                      and fails under CI=true)
   POSTERN_BIN_DIR    directory holding posternctl (default: build/storage)
   POSTERN_REDIS_HOST / POSTERN_REDIS_PORT
-                     the Redis for `who` (tests/run's private one); when
+                     the Redis for `who`, `nodes` and `kick` (tests/run's
+                     private one); when
                      unset, a private redis-server is started on a Unix
                      socket
 
@@ -129,7 +131,9 @@ class Redis:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-class PosternctlTest(unittest.TestCase):
+class CtlTestBase(unittest.TestCase):
+    """A private PostgreSQL schema, migrated, and helpers to run posternctl."""
+
     @classmethod
     def setUpClass(cls):
         if not BASE_DSN:
@@ -201,6 +205,9 @@ class PosternctlTest(unittest.TestCase):
     def json_ok(self, *args):
         return json.loads(self.ok(*args))
 
+
+
+class PosternctlTest(CtlTestBase):
     # ---- migrate and the command line ----
 
     def test_migrate_idempotent_and_newer_refused(self):
@@ -606,6 +613,348 @@ class PosternctlTest(unittest.TestCase):
         self.fails("who", pg=False, env={"POSTERN_REDIS_HOST": "127.0.0.1",
                                          "POSTERN_REDIS_PORT": "0"}, contains="POSTERN_REDIS_PORT")
         # who needs no PostgreSQL at all.
+
+
+def resp_read(f):
+    """Reads one RESP2 reply from a buffered socket file: bytes, int, list
+    or None."""
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise OSError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise OSError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f) for _ in range(n)]
+    raise OSError("bad RESP reply %r" % line)
+
+
+class Subscriber:
+    """A raw RESP connection SUBSCRIBEd to one channel."""
+
+    def __init__(self, redis, channel):
+        self.sock = redis.connect()
+        self.file = self.sock.makefile("rb")
+        self.sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n"
+                          % (len(channel), channel.encode()))
+        reply = resp_read(self.file)
+        if reply[:2] != [b"subscribe", channel.encode()]:
+            raise OSError("unexpected SUBSCRIBE reply %r" % reply)
+
+    def message(self, timeout):
+        """The next message's payload, or None after timeout seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            reply = resp_read(self.file)
+        except (socket.timeout, TimeoutError):
+            return None
+        finally:
+            self.sock.settimeout(5)
+        if reply[0] != b"message":
+            raise OSError("unexpected pub/sub reply %r" % reply)
+        return reply[2].decode()
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+class NodesKickTest(CtlTestBase):
+    """posternctl nodes and kick over the node and session registries
+    (docs/redis-keys.md, "Node registry" and "Kick requests")."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.redis = Redis()
+        if cls.redis.arg is None:
+            cls.redis.close()
+            cls.redis = None
+            if IN_CI:
+                raise RuntimeError("no redis-server and no POSTERN_REDIS_HOST")
+            raise unittest.SkipTest("no redis-server and no POSTERN_REDIS_HOST")
+        cls.tag = "n%d" % os.getpid()
+        for args in (["tenant", "add", "kick"], ["domain", "add", "kick.test", "--tenant", "kick"]):
+            r = subprocess.run([cls.bin, "--pg", cls.dsn] + args, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("posternctl %s: %s" % (" ".join(args), r.stderr))
+
+    def r(self, *args):
+        with self.redis.connect() as s:
+            f = s.makefile("rb")
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            try:
+                return resp_read(f)
+            finally:
+                f.close()
+
+    def ctl(self, *args, pg=False):
+        return self.run_ctl(*(list(args) + ["--redis", self.redis.arg]), pg=pg)
+
+    def beat(self, name, age_ms, ttl_ms=None, role="frontend", addr="10.0.0.1:1143",
+             sessions=3, ready=True):
+        """Writes a node's registry entry as store_rnode_heartbeat() does, a
+        heartbeat age_ms old."""
+        now = int(time.time() * 1000) - age_ms
+        key = "{nodes}:node:" + name
+        fields = ["addr", addr, "version", "0.9.1", "sessions", sessions,
+                  "ready", 1 if ready else 0, "seen", now]
+        if role:
+            fields += ["role", role]
+        self.r("DEL", key)
+        self.r("HSET", key, *fields)
+        if ttl_ms:
+            self.r("PEXPIRE", key, ttl_ms)
+        self.r("ZADD", "{nodes}:live", now, name)
+        self.addCleanup(self.r, "DEL", key)
+        self.addCleanup(self.r, "ZREM", "{nodes}:live", name)
+        return now
+
+    def mine(self, rows):
+        return {e["name"]: e for e in rows if e["name"].startswith(self.tag)}
+
+    # ---- nodes ----
+
+    def test_nodes_json_shape(self):
+        seen = self.beat(self.tag + "-a", 1000, ttl_ms=30000)
+        self.beat(self.tag + "-b", 2000, role=None, addr="[2001:db8::7]:1143", sessions=0,
+                  ready=False)
+        r = self.ctl("nodes", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        nodes = self.mine(json.loads(r.stdout))
+        self.assertEqual(sorted(nodes), [self.tag + "-a", self.tag + "-b"])
+        a = nodes[self.tag + "-a"]
+        self.assertEqual(set(a), {"name", "role", "address", "version", "sessions", "ready",
+                                  "last_heartbeat", "age_ms", "registered", "stale"})
+        self.assertEqual(a["role"], "frontend")
+        self.assertEqual(a["address"], "10.0.0.1:1143")
+        self.assertEqual(a["version"], "0.9.1")
+        self.assertEqual(a["sessions"], 3)
+        self.assertIs(a["ready"], True)
+        self.assertIs(a["stale"], False)
+        self.assertIs(a["registered"], True)
+        self.assertTrue(1000 <= a["age_ms"] < 20000, a["age_ms"])
+        self.assertEqual(a["last_heartbeat"],
+                         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seen // 1000))
+                         + ".%03dZ" % (seen % 1000))
+        b = nodes[self.tag + "-b"]
+        self.assertIsNone(b["role"])
+        self.assertEqual(b["address"], "[2001:db8::7]:1143")
+        self.assertEqual(b["sessions"], 0)
+        self.assertIs(b["ready"], False)
+        # name order
+        names = [e["name"] for e in json.loads(r.stdout)]
+        self.assertEqual(names, sorted(names))
+        # the text table
+        text = self.ctl("nodes").stdout
+        self.assertTrue(text.startswith("NAME"), text)
+        line = [l for l in text.splitlines() if l.startswith(self.tag + "-a ")][0]
+        self.assertEqual(line.split()[1:6], ["frontend", "10.0.0.1:1143", "0.9.1", "3", "yes"])
+        self.assertEqual(line.split()[-1], "live")
+        line = [l for l in text.splitlines() if l.startswith(self.tag + "-b ")][0]
+        self.assertEqual(line.split()[1:6], ["-", "[2001:db8::7]:1143", "0.9.1", "0", "no"])
+
+    def test_nodes_stale(self):
+        self.beat(self.tag + "-live", 500)
+        self.beat(self.tag + "-old", 45000)          # older than the default 30 s
+        # hash expired (its own TTL ran out), score still in the set
+        gone = self.tag + "-gone"
+        self.r("ZADD", "{nodes}:live", int(time.time() * 1000) - 100, gone)
+        self.addCleanup(self.r, "ZREM", "{nodes}:live", gone)
+        nodes = self.mine(json.loads(self.ctl("nodes", "--json").stdout))
+        self.assertEqual(sorted(nodes), [self.tag + "-live"])
+        nodes = self.mine(json.loads(self.ctl("nodes", "--all", "--json").stdout))
+        self.assertEqual(sorted(nodes), [self.tag + "-gone", self.tag + "-live",
+                                         self.tag + "-old"])
+        self.assertIs(nodes[self.tag + "-old"]["stale"], True)
+        self.assertIs(nodes[self.tag + "-old"]["registered"], True)
+        self.assertEqual(nodes[self.tag + "-old"]["address"], "10.0.0.1:1143")
+        g = nodes[gone]
+        self.assertIs(g["stale"], True)
+        self.assertIs(g["registered"], False)
+        self.assertIsNone(g["address"])
+        self.assertIsNone(g["sessions"])
+        # a longer --ttl makes the old heartbeat live again
+        nodes = self.mine(json.loads(self.ctl("nodes", "--ttl", "60", "--json").stdout))
+        self.assertEqual(sorted(nodes), [self.tag + "-live", self.tag + "-old"])
+        text = self.ctl("nodes", "--all").stdout
+        self.assertRegex(text, r"(?m)^%s-old .* stale$" % self.tag)
+        self.assertNotIn(self.tag + "-old", self.ctl("nodes").stdout)
+        self.fails("nodes", "--ttl", "0", "--redis", self.redis.arg, pg=False, code=2,
+                   contains="--ttl")
+        self.fails("nodes", "--redis", "127.0.0.1:1", pg=False, contains="Redis")
+
+    # ---- kick ----
+
+    def account(self, local):
+        address = "%s@kick.test" % local
+        self.ok("user", "add", address, "--password", "pw")
+        return address, int(self.sql("SELECT id FROM accounts WHERE address = '%s'" % address))
+
+    def session(self, account_id, field, proto, age=0):
+        now = int(time.time())
+        key = "{a:%d}:sessions" % account_id
+        node = field.split("/")[0]
+        self.r("HSET", key, field, "v=1 node=%s proto=%s client=192.0.2.1:1 since=%d seen=%d"
+               % (node, proto, now - 60 - age, now - age))
+        self.r("EXPIRE", key, 600)
+        self.addCleanup(self.r, "DEL", key)
+
+    def test_kick_publishes(self):
+        address, aid = self.account("busy")
+        self.session(aid, "fe1/17", "imap")
+        self.session(aid, "fe2/4", "pop3")
+        self.session(aid, "fe2/5", "submission")
+        self.session(aid, "fe9/1", "imap", age=9000)   # stale: not counted
+        sub = Subscriber(self.redis, "{nodes}:kick")
+        sub2 = Subscriber(self.redis, "{nodes}:kick")
+        try:
+            r = self.ctl("kick", address, pg=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout,
+                             "kick sent: 3 sessions listed, message received by 2 subscribers\n")
+            self.assertEqual(r.stderr, "")
+            self.assertEqual(sub.message(5), "v=1 account=%d" % aid)
+            self.assertEqual(sub2.message(5), "v=1 account=%d" % aid)
+            # --protocol smtp counts submission sessions; --json
+            r = self.ctl("kick", address.upper(), "--protocol", "smtp", "--json", pg=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), {
+                "address": address.upper(), "account_id": aid, "protocol": "smtp",
+                "session": None, "channel": "{nodes}:kick", "sessions": 1,
+                "published": True, "receivers": 2})
+            self.assertEqual(sub.message(5), "v=1 account=%d proto=smtp" % aid)
+            self.assertEqual(sub2.message(5), "v=1 account=%d proto=smtp" % aid)
+            r = self.ctl("kick", address, "--protocol", "imap", "--session", "fe1/17", pg=True)
+            self.assertIn("1 session listed", r.stdout)
+            self.assertEqual(sub.message(5),
+                             "v=1 account=%d proto=imap session=fe1/17" % aid)
+            sub2.message(5)
+            # no subscriber left: still sent, with a warning
+            sub2.close()
+            sub.close()
+            sub = sub2 = None
+            r = self.ctl("kick", address, "--protocol", "pop3", pg=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("received by 0 subscribers", r.stdout)
+            self.assertIn("no frontend is subscribed", r.stderr)
+        finally:
+            for x in (sub, sub2):
+                if x is not None:
+                    x.close()
+
+    def test_kick_no_sessions(self):
+        address, aid = self.account("idle")
+        sub = Subscriber(self.redis, "{nodes}:kick")
+        try:
+            r = self.ctl("kick", address, pg=True)
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "no sessions\n", ""))
+            # only a stale record, or none of the protocol asked for
+            self.session(aid, "fe9/1", "imap", age=9000)
+            self.session(aid, "fe1/2", "pop3")
+            self.assertEqual(self.ctl("kick", address, "--protocol", "imap", pg=True).stdout,
+                             "no sessions\n")
+            self.assertEqual(self.ctl("kick", address, "--session", "fe1/3", pg=True).stdout,
+                             "no sessions\n")
+            out = json.loads(self.ctl("kick", address, "--protocol", "imap", "--json",
+                                      pg=True).stdout)
+            self.assertEqual((out["sessions"], out["published"], out["receivers"]),
+                             (0, False, 0))
+            self.assertIsNone(sub.message(0.3), "nothing is published")
+        finally:
+            sub.close()
+
+    def test_kick_errors(self):
+        err = self.fails("kick", "nobody@kick.test", "--redis", self.redis.arg,
+                         contains="unknown account")
+        self.assertIn("nobody@kick.test", err)
+        self.fails("kick", "not an address", "--redis", self.redis.arg,
+                   contains="malformed address")
+        self.fails("kick", "x@kick.test", "--protocol", "lmtp", code=2, contains="--protocol")
+        self.fails("kick", "x@kick.test", "--session", "nonode", code=2, contains="--session")
+        self.fails("kick", code=2, contains="wrong number of arguments")
+        address, _ = self.account("err")
+        self.fails("kick", address, "--redis", "127.0.0.1:1", contains="Redis")
+
+
+class NodesFrontendTest(unittest.TestCase):
+    """posternctl nodes against real postern-frontend processes: a running
+    node is listed with its admin address; one that leaves cleanly is gone;
+    one killed without goodbye turns stale once its hash expires."""
+
+    @classmethod
+    def setUpClass(cls):
+        import frontend_support as fs
+        cls.fs = fs
+        fs.skip_unless_ready(cls)
+        cls.tmp = tempfile.mkdtemp(prefix="pn-ctl-fe-")
+        cls.store = None
+        try:
+            cls.store = fs.Store()
+        except Exception:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.store is not None:
+            cls.store.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def nodes(self, *args):
+        r = subprocess.run([self.fs.posternctl_binary(), "nodes", "--json"] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {e["name"]: e for e in json.loads(r.stdout)}
+
+    def test_frontends_in_registry(self):
+        tag = "ctl%d" % os.getpid()
+        a = self.fs.Frontend(tag + "-a", self.store, folder=self.tmp,
+                             services=("pop3",))
+        self.addCleanup(a.kill)
+        b = self.fs.Frontend(tag + "-b", self.store, folder=self.tmp,
+                             services=("pop3",))
+        self.addCleanup(b.kill)
+        both = self.fs.wait_for(
+            lambda: {tag + "-a", tag + "-b"} <= set(self.nodes()) and self.nodes(), 10)
+        self.assertTrue(both, "frontends not listed by posternctl nodes")
+        n = both[tag + "-a"]
+        self.assertEqual(n["address"], "127.0.0.1:%d" % a.admin)
+        self.assertIs(n["ready"], True)
+        self.assertIs(n["stale"], False)
+        self.assertEqual(n["sessions"], 0)
+        self.assertTrue(n["version"])
+        self.assertLess(n["age_ms"], 5000)
+        # a clean stop removes the node from the registry
+        self.assertEqual(a.stop(), 0)
+        self.assertNotIn(tag + "-a", self.nodes("--all"))
+        # SIGKILL: no goodbye; the hash expires after three heartbeats (3 s)
+        b.proc.kill()
+        b.proc.wait()
+        gone = self.fs.wait_for(lambda: tag + "-b" not in self.nodes(), 10)
+        self.assertTrue(gone, "a dead node is still listed as live")
+        n = self.nodes("--all")[tag + "-b"]
+        self.assertIs(n["stale"], True)
+        self.assertIs(n["registered"], False)
+        port = int(os.environ["POSTERN_REDIS_PORT"])
+        with socket.create_connection((os.environ.get("POSTERN_REDIS_HOST", "127.0.0.1"),
+                                       port), timeout=5) as s:
+            resp_command(s, "ZREM", "{nodes}:live", tag + "-b")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,10 @@ int store_user_set_quota(PGconn *conn, const char *address, int64_t quota_bytes,
 			 const char **error_r);
 int store_user_set_enabled(PGconn *conn, const char *address, bool enabled,
 			   const char **error_r);
+/* Finds the account of an address: *id_r is its accounts.id. Errors:
+ * malformed address, "unknown account '<address>'", database error. */
+int store_user_lookup(PGconn *conn, const char *address, int64_t *id_r,
+		      const char **error_r);
 /* Removes the account with all its mailboxes and mail. */
 int store_user_remove(PGconn *conn, const char *address, const char **error_r);
 /* tenant / domain NULL: no filter. */

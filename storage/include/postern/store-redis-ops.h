@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "postern/store-kick.h"
+#include "postern/store-nodes.h"
 #include "postern/store-redis.h"
 #include "postern/store-session.h"
 #include "postern/store-status.h"
@@ -107,18 +109,12 @@ int store_rcounter_get(struct store_redis *r, const char *key, store_rcount_cb *
 
 /* ---- node registry ---- */
 
-#define STORE_RNODE_LIST_MAX 256
-struct store_rnode {
-	char name[64];		/* as in pn_log_set_node(): [A-Za-z0-9._-] */
-	char addr[80];		/* where the balancer reaches it: "ip:port" */
-	char version[32];
-	int64_t sessions;
-	bool ready;
-	int64_t seen_ms;	/* Unix ms of the last heartbeat */
-};
+/* struct store_rnode, key names and STORE_RNODE_LIST_MAX: store-nodes.h. */
+
 /* Writes the node's hash "{nodes}:node:<name>" (expiring after ttl_ms) and
  * its score now_ms in the sorted set "{nodes}:live"; drops entries of the
- * set older than 10 * ttl_ms. now_ms: Unix milliseconds. */
+ * set older than 10 * ttl_ms. now_ms: Unix milliseconds. node->role is
+ * written when not empty. */
 int store_rnode_heartbeat(struct store_redis *r, const struct store_rnode *node,
 			  int64_t now_ms, unsigned int ttl_ms, store_rop_cb *cb, void *ctx);
 /* Removes the node (clean shutdown). */
@@ -130,5 +126,17 @@ typedef void store_rnode_list_cb(void *ctx, enum store_status status,
  * heartbeat first. nodes valid during the callback. */
 int store_rnode_list(struct store_redis *r, int64_t now_ms, unsigned int ttl_ms,
 		     store_rnode_list_cb *cb, void *ctx);
+
+/* ---- kick requests (postern/store-kick.h) ---- */
+
+/* PUBLISHes the request on "{nodes}:kick"; the callback gets the number of
+ * subscribed connections that received it. -1 with EINVAL for a request
+ * store_kick_format() refuses. */
+int store_rkick_publish(struct store_redis *r, const struct store_kick *kick,
+			store_rcount_cb *cb, void *ctx);
+/* Subscribes to "{nodes}:kick" (see store_redis_subscribe()); each MESSAGE
+ * is one request for store_kick_parse(). */
+struct store_redis_sub *store_rkick_subscribe(struct store_redis *r,
+					      store_redis_sub_cb *cb, void *ctx);
 
 #endif
