@@ -34,7 +34,7 @@ static const struct {
 		" count(m.uid) FILTER (WHERE m.flags & 1 = 0), coalesce(sum(m.size), 0)"
 		" FROM mailboxes mb LEFT JOIN messages m ON m.account_id = mb.account_id"
 		" AND m.mailbox_id = mb.id WHERE mb.account_id = $1 AND mb.name = $2"
-		" GROUP BY mb.id" },
+		" GROUP BY mb.account_id, mb.id" },
 	[MS_SELECT] = { "mbox_select", 3,
 		"SELECT s.mailbox_id, s.uidvalidity, s.uidnext, s.highestmodseq,"
 		" s.recent_after, s.uids, s.unseen, coalesce(s.first_unseen, 0), s.keywords"
