@@ -144,7 +144,9 @@ static struct mail_search_node *copy_tree(struct copier *c, const struct mail_se
 		*d = *n;
 		d->next = NULL;
 		d->name = copy_str(c, n->type == MAIL_SK_HEADER ? n->name : NULL);
-		d->str = copy_str(c, n->str);
+		d->str = copy_str(c, n->type == MAIL_SK_KEYWORD || n->type == MAIL_SK_HEADER
+				  || n->type == MAIL_SK_BODY || n->type == MAIL_SK_TEXT
+				  ? n->str : NULL);
 		if (n->type == MAIL_SK_UIDSET && n->uids.count > 0) {
 			memcpy(c->ranges + c->ri, n->uids.ranges, n->uids.count * sizeof(*c->ranges));
 			d->uids.ranges = c->ranges + c->ri;

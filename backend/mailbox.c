@@ -227,7 +227,8 @@ int mail_mbox_name_normalize(const char *name, char *out, size_t size)
 	len = strlen(name);
 	if (len > 0 && name[len - 1] == '/')
 		len--;
-	if (len == 0 || len > MAIL_MBOX_NAME_MAX || len + 1 > size || name[0] == '/')
+	if (len == 0 || len > MAIL_MBOX_NAME_MAX || len + 1 > size || name[0] == '/'
+	    || name[len - 1] == '/')
 		return -1;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];

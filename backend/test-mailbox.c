@@ -13,13 +13,16 @@
 #include "postern/mail-date.h"
 #include "postern/mail-mailbox.h"
 #include "postern/store-admin.h"
+#include "postern/store-blob.h"
 #include "postern/store-migrate.h"
 #include "postern/store-pg.h"
 #include "postern/store-pgpool.h"
 #include "postern/store-redis-ops.h"
 #include "postern/testing.h"
+#include "postern/workpool.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -535,6 +538,8 @@ PN_TEST(test_names)
 	CHECK(mail_mbox_name_normalize("", out, sizeof(out)) < 0);
 	CHECK(mail_mbox_name_normalize("/foo", out, sizeof(out)) < 0);
 	CHECK(mail_mbox_name_normalize("a//b", out, sizeof(out)) < 0);
+	CHECK(mail_mbox_name_normalize("a//", out, sizeof(out)) < 0);
+	CHECK(mail_mbox_name_normalize("/", out, sizeof(out)) < 0);
 	CHECK(mail_mbox_name_normalize("a*", out, sizeof(out)) < 0);
 	CHECK(mail_mbox_name_normalize("a%b", out, sizeof(out)) < 0);
 	CHECK(mail_mbox_name_normalize("a\tb", out, sizeof(out)) < 0);
@@ -1221,6 +1226,99 @@ PN_TEST(test_delete_rename)
 	CHECK(mail_mbox_rename(st, acc, "a", "b%", done_cb, NULL) < 0);
 }
 
+/* ---- an external (directory) blob backend ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+PN_TEST(test_external_blobs)
+{
+	struct store_pgpool_settings ps = { .dsn = dsn, .max_conns = 2 };
+	struct mail_mbox_store *saved = st, *ext = NULL;
+	struct store_pgpool *pool2 = NULL;
+	struct pn_workpool *wp = NULL;
+	struct store_blob *blob = NULL;
+	const char *error;
+	char dir[] = "/tmp/postern-test-mbox-XXXXXX";
+	char body[256];
+	uint64_t acc = new_account(), inbox;
+	struct mail_uid_range r1 = { 1, 1 };
+	struct mail_uidset s1 = { &r1, 1 };
+	struct res *x;
+
+	CHECK(acc != 0);
+	snprintf(body, sizeof(body), "Subject: external %ld %d\r\n\r\nkept in a file\r\n",
+		 (long)time(NULL), (int)getpid());
+	if (mkdtemp(dir) == NULL) {
+		CHECK(0);
+		return;
+	}
+	pool2 = store_pgpool_new(loop, &ps, &error);
+	wp = pn_workpool_new(1, 16, &error);
+	CHECK(pool2 != NULL && wp != NULL);
+	if (pool2 == NULL || wp == NULL)
+		goto out;
+	blob = store_blob_dir_new(loop, pool2, wp, dir, NULL, &error);
+	CHECK(blob != NULL);
+	if (blob == NULL)
+		goto out;
+	{
+		struct mail_mbox_settings ms = { .pool = pool2, .blob = blob, .node = "test" };
+
+		ext = mail_mbox_store_new(&ms, &error);
+	}
+	CHECK(ext != NULL);
+	if (ext == NULL)
+		goto out;
+	st = ext;
+	CHECK_INT(do_append(acc, "INBOX", body, 0, NULL, d1, NULL), 1);
+	{
+		const char *vals[1] = { body };
+		PGresult *r = store_pg_exec(sync_conn, "SELECT refcount, body IS NULL FROM mail_blobs"
+					    " WHERE sha256 = sha256(convert_to($1, 'UTF8'))",
+					    1, vals, &error);
+
+		CHECK(r != NULL && PQntuples(r) == 1);
+		if (r != NULL && PQntuples(r) == 1) {
+			CHECK_INT(store_pg_int(r, 0, 0), 1);
+			CHECK_STR(PQgetvalue(r, 0, 1), "t");
+		}
+		PQclear(r);
+	}
+	x = do_status(acc, "INBOX");
+	inbox = x->status.id;
+	res_free(x);
+	x = do_fetch(acc, inbox, &s1, true);
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	CHECK_INT(x->count, 1);
+	CHECK_MEM(x->data[0], x->data_len[0], body, strlen(body));
+	CHECK(strstr(x->envelope[0], "external") != NULL);
+	res_free(x);
+	/* the same search path reads bodies from the files */
+	{
+		struct mail_search_node n = { .type = MAIL_SK_BODY, .str = "IN A FILE" };
+
+		x = do_search(acc, inbox, &n);
+		CHECK_INT(x->count, 1);
+		res_free(x);
+	}
+out:
+	st = saved;
+	mail_mbox_store_free(&ext);
+	if (blob != NULL)
+		store_blob_free(&blob);
+	if (pool2 != NULL)
+		store_pgpool_free(&pool2);
+	if (wp != NULL)
+		pn_workpool_free(&wp);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- notifications over Redis ---- */
 
 struct sub_state {
@@ -1363,6 +1461,7 @@ int main(void)
 		PN_TEST_CASE(test_changes),
 		PN_TEST_CASE(test_search),
 		PN_TEST_CASE(test_delete_rename),
+		PN_TEST_CASE(test_external_blobs),
 		PN_TEST_CASE(test_notify),
 	};
 	int rc;
