@@ -503,27 +503,47 @@ static int info_cmp(const void *a, const void *b)
 		      ((const struct mail_mbox_info *)b)->name);
 }
 
+/* The rows come sorted by name in byte order (COLLATE "C"): the first row
+ * not below key[0..len) (as a byte string), by binary search. */
+static int lower_bound(const PGresult *res, int nrows, const char *key, size_t len)
+{
+	int lo = 0, hi = nrows;
+
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		const char *o = PQgetvalue(res, mid, 1);
+		size_t olen = strlen(o);
+		int c = memcmp(o, key, olen < len ? olen : len);
+
+		if (c < 0 || (c == 0 && olen < len))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static bool has_children(const PGresult *res, int nrows, const char *name)
 {
 	size_t len = strlen(name);
+	char key[MAIL_MBOX_NAME_MAX + 2];
+	int r;
 
-	for (int r = 0; r < nrows; r++) {
-		const char *o = PQgetvalue(res, r, 1);
-
-		if (strncmp(o, name, len) == 0 && o[len] == '/')
-			return true;
-	}
-	return false;
+	if (len + 1 >= sizeof(key))
+		return false;
+	memcpy(key, name, len);
+	key[len] = '/';
+	r = lower_bound(res, nrows, key, len + 1);
+	return r < nrows && strncmp(PQgetvalue(res, r, 1), key, len + 1) == 0;
 }
 
 static int find_row(const PGresult *res, int nrows, const char *name, size_t len)
 {
-	for (int r = 0; r < nrows; r++) {
-		const char *o = PQgetvalue(res, r, 1);
+	int r = lower_bound(res, nrows, name, len);
 
-		if (strncmp(o, name, len) == 0 && o[len] == '\0')
-			return r;
-	}
+	if (r < nrows && strlen(PQgetvalue(res, r, 1)) == len
+	    && memcmp(PQgetvalue(res, r, 1), name, len) == 0)
+		return r;
 	return -1;
 }
 
