@@ -694,6 +694,16 @@ PN_TEST(test_list)
 	CHECK_INT(x->n, 5);
 	CHECK(!list_has(x, "Sent", -1, -1));
 	res_free(x);
+
+	/* "Work-x" sorts between "Work" and "Work/..." in byte order */
+	CHECK_INT(do_simple('c', acc, "Work-x", NULL, NULL), MAIL_MBOX_OK);
+	CHECK_INT(do_simple('c', acc, "Work-x/y", NULL, NULL), MAIL_MBOX_OK);
+	x = do_list(acc, "", "Work*", false);
+	CHECK_INT(x->n, 5);
+	CHECK(list_has(x, "Work", 0, 1));
+	CHECK(list_has(x, "Work-x", 0, 1));
+	CHECK(list_has(x, "Work-x/y", 0, 0));
+	res_free(x);
 }
 
 PN_TEST(test_append_fetch_status)
