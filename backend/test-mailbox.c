@@ -310,12 +310,12 @@ static void search_cb(void *ctx, enum mail_mbox_result r, const uint32_t *uids, 
 
 /* ---- fixtures ---- */
 
-static uint64_t new_account(void)
+static uint64_t new_account_quota(int64_t quota_messages)
 {
 	char addr[128];
 	const char *error;
 	struct store_user_params p = { .password_hash = "{PLAIN}secret",
-				       .quota_bytes = -1, .quota_messages = -1 };
+				       .quota_bytes = -1, .quota_messages = quota_messages };
 	PGresult *res;
 	const char *vals[1] = { addr };
 	uint64_t id = 0;
@@ -331,6 +331,11 @@ static uint64_t new_account(void)
 		id = (uint64_t)store_pg_int(res, 0, 0);
 	PQclear(res);
 	return id;
+}
+
+static uint64_t new_account(void)
+{
+	return new_account_quota(-1);
 }
 
 /* ---- call wrappers (run the loop until the callback) ---- */
@@ -1236,6 +1241,84 @@ PN_TEST(test_delete_rename)
 	CHECK(mail_mbox_rename(st, acc, "a", "b%", done_cb, NULL) < 0);
 }
 
+PN_TEST(test_quota)
+{
+	uint64_t acc = new_account_quota(2), inbox;
+	struct mail_uid_range r = { 1, 2 };
+	struct mail_uidset set = { &r, 1 };
+	struct res *x;
+
+	CHECK(acc != 0);
+	CHECK_INT(do_append(acc, "INBOX", msg1, 0, NULL, d1, NULL), 1);
+	CHECK_INT(do_append(acc, "INBOX", msg2, 0, NULL, d2, NULL), 2);
+	x = res_new();
+	{
+		struct mail_mbox_append a = { .mailbox = "INBOX", .data = (const uint8_t *)msg3,
+					      .len = strlen(msg3) };
+
+		CHECK(mail_mbox_append(st, acc, &a, append_cb, x) == 0);
+	}
+	CHECK(run_until(&x->done));
+	CHECK_INT(x->r, MAIL_MBOX_OVERQUOTA);
+	res_free(x);
+	x = do_status(acc, "INBOX");
+	inbox = x->status.id;
+	res_free(x);
+	x = res_new();
+	CHECK(mail_mbox_copy(st, acc, inbox, &set, "Trash", false, copy_cb, x) == 0);
+	CHECK(run_until(&x->done));
+	CHECK_INT(x->r, MAIL_MBOX_OVERQUOTA);
+	res_free(x);
+	/* MOVE does not add usage */
+	x = res_new();
+	CHECK(mail_mbox_copy(st, acc, inbox, &set, "Trash", true, copy_cb, x) == 0);
+	CHECK(run_until(&x->done));
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	CHECK_INT(x->count, 2);
+	res_free(x);
+	{
+		struct mail_mbox_append a = { .mailbox = "INBOX", .data = (const uint8_t *)msg3,
+					      .len = (size_t)65 << 20 };
+
+		errno = 0;
+		CHECK(mail_mbox_append(st, acc, &a, append_cb, NULL) < 0 && errno == EFBIG);
+	}
+}
+
+/* Redis unreachable: operations still work (notifications are lost). */
+PN_TEST(test_redis_down)
+{
+	struct store_pgpool_settings ps = { .dsn = dsn, .max_conns = 1 };
+	struct store_redis_settings rs = { .host = "127.0.0.1", .port = 1,
+					   .connect_timeout_ms = 200 };
+	struct mail_mbox_store *saved = st, *alt = NULL;
+	struct store_pgpool *pool2;
+	struct store_redis *dead;
+	const char *error;
+	uint64_t acc = new_account();
+
+	pool2 = store_pgpool_new(loop, &ps, &error);
+	dead = store_redis_new(loop, &rs, &error);
+	CHECK(pool2 != NULL && dead != NULL);
+	if (pool2 != NULL && dead != NULL) {
+		struct mail_mbox_settings ms = { .pool = pool2, .redis = dead, .node = "test" };
+
+		alt = mail_mbox_store_new(&ms, &error);
+	}
+	CHECK(alt != NULL);
+	if (alt != NULL) {
+		st = alt;
+		CHECK_INT(do_append(acc, "INBOX", msg1, 0, NULL, d1, NULL), 1);
+		CHECK_INT(do_append(acc, "INBOX", msg2, 0, NULL, d2, NULL), 2);
+		st = saved;
+	}
+	mail_mbox_store_free(&alt);
+	if (dead != NULL)
+		store_redis_free(&dead);
+	if (pool2 != NULL)
+		store_pgpool_free(&pool2);
+}
+
 /* ---- an external (directory) blob backend ---- */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -1471,6 +1554,8 @@ int main(void)
 		PN_TEST_CASE(test_changes),
 		PN_TEST_CASE(test_search),
 		PN_TEST_CASE(test_delete_rename),
+		PN_TEST_CASE(test_quota),
+		PN_TEST_CASE(test_redis_down),
 		PN_TEST_CASE(test_external_blobs),
 		PN_TEST_CASE(test_notify),
 	};
