@@ -1230,6 +1230,11 @@ PN_TEST(test_delete_rename)
 	x = do_list(acc, "", "INBOX*", false);
 	CHECK_INT(x->n, 2);
 	res_free(x);
+	CHECK_INT(do_append(acc, "INBOX", msg2, 0, NULL, d2, NULL), 4);
+	CHECK_INT(do_simple('r', acc, "INBOX", "INBOX/Old", NULL), MAIL_MBOX_OK);
+	x = do_status(acc, "INBOX/Old");
+	CHECK_INT(x->status.messages, 1);
+	res_free(x);
 
 	/* leaves */
 	CHECK_INT(do_simple('d', acc, "Old Mail", NULL, NULL), MAIL_MBOX_OK);

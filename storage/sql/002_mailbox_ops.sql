@@ -102,7 +102,8 @@ END $$;
 -- creates the new mailbox and moves every INBOX message there (new UIDs;
 -- the old ones are recorded as expunged); INBOX and its inferiors stay.
 -- Returns the id of the mailbox now called p_new. PN001 unknown, PN008
--- exists, PN007 new name inside the old one.
+-- exists, PN007 new name inside the old one (allowed for INBOX, which
+-- stays: RENAME INBOX INBOX/old is fine).
 CREATE FUNCTION mailbox_rename(p_account_id bigint, p_old text, p_new text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -118,7 +119,7 @@ BEGIN
 			AND mb.name = p_new) THEN
 		RAISE EXCEPTION 'mailbox exists' USING ERRCODE = 'PN008';
 	END IF;
-	IF left(p_new, length(p_old) + 1) = p_old || '/' THEN
+	IF p_old <> 'INBOX' AND left(p_new, length(p_old) + 1) = p_old || '/' THEN
 		RAISE EXCEPTION 'cannot rename into itself' USING ERRCODE = 'PN007';
 	END IF;
 	PERFORM mailbox_create_parents(p_account_id, p_new);

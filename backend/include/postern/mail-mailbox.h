@@ -24,7 +24,7 @@
  *
  * Change notifications: after every operation that changed a mailbox
  * commits (APPEND, STORE, COPY/MOVE, EXPUNGE, RENAME of INBOX, DELETE), a
- * short text "v=1 modseq=N uidnext=N node=NAME" is published on the
+ * short text "v=1 modseq=N [uidnext=N] node=NAME" is published on the
  * mailbox's Redis channel (store_rnotify_publish) when a Redis client was
  * given. A failed publish is ignored (sessions also poll).
  *
@@ -152,6 +152,8 @@ struct mail_mbox_status {
 };
 typedef void mail_mbox_status_cb(void *ctx, enum mail_mbox_result res,
 				 const struct mail_mbox_status *status, const char *error);
+/* recent: messages no session has claimed as \Recent yet. A \Noselect
+ * name is MAIL_MBOX_CANNOT. */
 int mail_mbox_status(struct mail_mbox_store *st, uint64_t account_id, const char *name,
 		     mail_mbox_status_cb *cb, void *ctx);
 
