@@ -562,7 +562,12 @@ static void list_done(void *ctx, struct store_pg_reply *reply)
 		return;
 	}
 	nrows = PQntuples(reply->res);
-	cap = (size_t)nrows * 2 + 1;
+	/* every row, plus at most one superior per '/' */
+	cap = (size_t)nrows + 1;
+	for (int r = 0; r < nrows; r++) {
+		for (const char *p = PQgetvalue(reply->res, r, 1); *p != '\0'; p++)
+			cap += *p == '/';
+	}
 	out = calloc(cap, sizeof(*out));
 	implied = calloc(cap, sizeof(*implied));
 	if (out == NULL || implied == NULL) {

@@ -700,6 +700,15 @@ PN_TEST(test_list)
 	CHECK(!list_has(x, "Sent", -1, -1));
 	res_free(x);
 
+	/* deep subscribed name with no subscribed superiors */
+	CHECK_INT(do_simple('c', acc, "D1/D2/D3/D4/D5", NULL, NULL), MAIL_MBOX_OK);
+	CHECK_INT(do_simple('s', acc, "D1/D2/D3/D4/D5", NULL, NULL), MAIL_MBOX_OK);
+	x = do_list(acc, "", "D1*", true);
+	CHECK_INT(x->n, 5);
+	CHECK(list_has(x, "D1/D2/D3/D4", 1, 1));
+	CHECK(list_has(x, "D1/D2/D3/D4/D5", 0, 0));
+	res_free(x);
+
 	/* "Work-x" sorts between "Work" and "Work/..." in byte order */
 	CHECK_INT(do_simple('c', acc, "Work-x", NULL, NULL), MAIL_MBOX_OK);
 	CHECK_INT(do_simple('c', acc, "Work-x/y", NULL, NULL), MAIL_MBOX_OK);
