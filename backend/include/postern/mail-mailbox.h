@@ -99,8 +99,9 @@ struct mail_mbox_settings {
 	unsigned int fetch_chunk;    /* messages per query with bytes; default 32 */
 };
 
-/* Declares the prepared statements on the pool. Everything given must
- * outlive the store. Returns NULL with *error_r (static). */
+/* Declares the prepared statements on the pool (names "mbox_*"; so one
+ * store per pool). Everything given must outlive the store. Returns NULL
+ * with *error_r. */
 struct mail_mbox_store *mail_mbox_store_new(const struct mail_mbox_settings *set,
 					    const char **error_r);
 /* No operation may be pending. Sets *st NULL. */
