@@ -1,0 +1,169 @@
+"""The local cluster end to end, as a new user meets it from the README.
+
+`deploy/local/cluster up` starts the balancer and two frontends (on the test
+run's PostgreSQL and Redis, --external-services, in a private state folder and
+port range), provisions the demo tenant, and then real clients go through the
+balancer only: swaks submits over STARTTLS with AUTH, POP3 (STLS and POP3S)
+and curl read the message back byte for byte, MX accepts local mail and
+refuses relaying. A frontend killed with SIGKILL must not fail any new
+connection through the balancer, and `up` brings it back.
+"""
+import json
+import os
+import poplib
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+import uuid
+
+SRC = os.environ.get("POSTERN_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("POSTERN_BIN_DIR") or os.path.join(SRC, "build")
+CLUSTER = os.path.join(SRC, "deploy", "local", "cluster.py")
+BASE = 40000  # balancer on 41143...; frontends and admin ports above 49000
+DEMO, PASSWORD = "demo@example.test", "demo"
+
+
+def needs(*names):
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        raise unittest.SkipTest("not set: " + ", ".join(missing))
+
+
+class ClusterEndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        needs("POSTERN_PG_DSN", "POSTERN_REDIS_HOST", "POSTERN_REDIS_PORT")
+        for daemon in ("balancer/postern-balancer", "frontend/postern-frontend",
+                       "storage/posternctl"):
+            if not os.access(os.path.join(BIN, daemon), os.X_OK):
+                raise unittest.SkipTest(daemon + " is not built in " + BIN)
+        cls.var = tempfile.mkdtemp(prefix="pn-e2e-")
+        cls.addClassCleanup(shutil.rmtree, cls.var, True)
+        cls.addClassCleanup(cls.cluster, "down")
+        p = cls.cluster("up", "--port-base", str(BASE))
+        if p.returncode != 0:
+            raise AssertionError("cluster up failed:\n" + p.stdout + p.stderr)
+        cls.status = json.loads(cls.cluster("status", "--json").stdout)
+        cls.ca = ssl.create_default_context(cafile=os.path.join(cls.var, "tls", "ca.crt"))
+
+    @classmethod
+    def cluster(cls, *args):
+        return subprocess.run(
+            ["python3", CLUSTER, "--var", cls.var, "--bin-dir", BIN,
+             "--external-services", *args],
+            capture_output=True, text=True, timeout=180, cwd=SRC)
+
+    def procs(self):
+        st = json.loads(self.cluster("status", "--json").stdout)
+        return {p["name"]: p for p in st["processes"]}
+
+    def submit(self, subject):
+        body = "From: %s\nSubject: %s\nMessage-Id: <%s@e2e.test>\n\nline one\n.dot line\n" % (DEMO,
+            subject, uuid.uuid4().hex)
+        p = subprocess.run(
+            ["swaks", "--server", "127.0.0.1:%d" % (BASE + 587), "--tls",
+             "--tls-ca-path", os.path.join(self.var, "tls", "ca.crt"),
+             "--auth-user", DEMO, "--auth-password", PASSWORD,
+             "--from", DEMO, "--to", DEMO, "--data", body],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("250 2.0.0", p.stdout)
+
+    def find(self, pop, subject):
+        """The message number whose Subject is subject, or None."""
+        n, _ = pop.stat()
+        for i in range(n, 0, -1):
+            _, lines, _ = pop.top(i, 0)
+            if ("Subject: " + subject).encode() in lines:
+                return i
+        return None
+
+    def test_status_lists_the_processes(self):
+        procs = self.procs()
+        for name in ("balancer", "frontend-1", "frontend-2"):
+            self.assertIn(name, procs)
+            self.assertTrue(procs[name]["running"], procs[name])
+            self.assertGreater(procs[name]["pid"], 0)
+            with urllib.request.urlopen(procs[name]["admin_url"] + "readyz", timeout=5) as r:
+                self.assertEqual(r.status, 200)
+
+    def test_submit_then_read_over_pop3_through_the_balancer(self):
+        subject = "e2e " + uuid.uuid4().hex
+        self.submit(subject)
+        pop = poplib.POP3("127.0.0.1", BASE + 110, timeout=15)
+        pop.stls(self.ca)
+        pop.user(DEMO)
+        pop.pass_(PASSWORD)
+        i = self.find(pop, subject)
+        self.assertIsNotNone(i, "the submitted message is not in the maildrop")
+        _, lines, _ = pop.retr(i)
+        pop.quit()
+        text = b"\r\n".join(lines)
+        self.assertIn(b"Return-Path: <demo@example.test>", text)
+        self.assertIn(b"(authenticated as demo@example.test)", text)
+        # dot-stuffing undone on the way in and out: the body is as sent
+        # (swaks ends its body with one blank line of its own)
+        self.assertTrue(text.endswith(b"\r\n\r\nline one\r\n.dot line\r\n"), text[-60:])
+
+        # the same message over implicit TLS and with curl
+        pop = poplib.POP3_SSL("127.0.0.1", BASE + 995, context=self.ca, timeout=15)
+        pop.user(DEMO)
+        pop.pass_(PASSWORD)
+        self.assertEqual(self.find(pop, subject), i)
+        pop.quit()
+        out = subprocess.run(
+            ["curl", "-sS", "--cacert", os.path.join(self.var, "tls", "ca.crt"),
+             "pop3s://127.0.0.1:%d/%d" % (BASE + 995, i), "-u", DEMO + ":" + PASSWORD],
+            capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(("Subject: " + subject).encode(), out.stdout)
+
+    def test_mx_accepts_local_and_refuses_relay(self):
+        s = smtplib.SMTP("127.0.0.1", BASE + 25, timeout=15)
+        s.starttls(context=self.ca)
+        subject = "mx " + uuid.uuid4().hex
+        refused = s.sendmail("alice@remote.test", [DEMO],
+                             ("Subject: %s\r\n\r\nhi\r\n" % subject).encode())
+        self.assertEqual(refused, {})
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as cm:
+            s.sendmail("alice@remote.test", ["bob@elsewhere.test"], b"Subject: x\r\n\r\nx\r\n")
+        code, _ = cm.exception.recipients["bob@elsewhere.test"]
+        self.assertIn(code, (550, 554))
+        s.quit()
+        pop = poplib.POP3_SSL("127.0.0.1", BASE + 995, context=self.ca, timeout=15)
+        pop.user(DEMO)
+        pop.pass_(PASSWORD)
+        self.assertIsNotNone(self.find(pop, subject))
+        pop.quit()
+
+    def test_zz_frontend_killed_no_new_connection_fails(self):
+        # runs last in this class (name order): it kills and restarts a node
+        procs = self.procs()
+        victim = procs["frontend-1"]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        ok = 0
+        for _ in range(20):
+            pop = poplib.POP3("127.0.0.1", BASE + 110, timeout=15)
+            self.assertTrue(pop.getwelcome().startswith(b"+OK"), pop.getwelcome())
+            pop.stls(self.ca)
+            pop.user(DEMO)
+            pop.pass_(PASSWORD)
+            pop.quit()
+            ok += 1
+        self.assertEqual(ok, 20)
+        p = self.cluster("up", "--port-base", str(BASE))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        procs = self.procs()
+        self.assertTrue(procs["frontend-1"]["running"])
+        self.assertNotEqual(procs["frontend-1"]["pid"], victim)
+
+
+if __name__ == "__main__":
+    unittest.main()
