@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 import uuid
 
@@ -49,7 +50,7 @@ class ClusterEndToEnd(unittest.TestCase):
         cls.addClassCleanup(cls.cluster, "down")
         p = cls.cluster("up", "--port-base", str(BASE))
         if p.returncode != 0:
-            raise AssertionError("cluster up failed:\n" + p.stdout + p.stderr)
+            raise AssertionError("cluster up failed (exit %d):\n%s%s" % (p.returncode, p.stdout, p.stderr))
         cls.status = json.loads(cls.cluster("status", "--json").stdout)
         cls.ca = ssl.create_default_context(cafile=os.path.join(cls.var, "tls", "ca.crt"))
 
@@ -85,14 +86,30 @@ class ClusterEndToEnd(unittest.TestCase):
                 return i
         return None
 
+    # Protocols the frontends serve; the balancer's /readyz has one check per
+    # listener, failing while no frontend passes that protocol's probe.
+    SERVED = ("pop3", "pop3s", "smtp", "submission", "submissions", "lmtp")
+
+    def readyz(self, url):
+        try:
+            with urllib.request.urlopen(url + "readyz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
     def test_status_lists_the_processes(self):
         procs = self.procs()
         for name in ("balancer", "frontend-1", "frontend-2"):
             self.assertIn(name, procs)
             self.assertTrue(procs[name]["running"], procs[name])
             self.assertGreater(procs[name]["pid"], 0)
-            with urllib.request.urlopen(procs[name]["admin_url"] + "readyz", timeout=5) as r:
-                self.assertEqual(r.status, 200)
+        for name in ("frontend-1", "frontend-2"):
+            status, body = self.readyz(procs[name]["admin_url"])
+            self.assertEqual(status, 200, body)
+        _, body = self.readyz(procs["balancer"]["admin_url"])
+        checks = {c["name"]: c for c in body["checks"]}
+        for proto in self.SERVED:
+            self.assertTrue(checks[proto]["ok"], checks[proto])
 
     def test_submit_then_read_over_pop3_through_the_balancer(self):
         subject = "e2e " + uuid.uuid4().hex
@@ -137,6 +154,44 @@ class ClusterEndToEnd(unittest.TestCase):
         code, _ = cm.exception.recipients["bob@elsewhere.test"]
         self.assertIn(code, (550, 554))
         s.quit()
+        pop = poplib.POP3_SSL("127.0.0.1", BASE + 995, context=self.ca, timeout=15)
+        pop.user(DEMO)
+        pop.pass_(PASSWORD)
+        self.assertIsNotNone(self.find(pop, subject))
+        pop.quit()
+
+    def test_mpop_retrieves_into_a_maildir(self):
+        # Debian's mpop, a real POP3 retrieval client, over STLS through the
+        # balancer, keeping the mail on the server (keep on).
+        if shutil.which("mpop") is None:
+            self.skipTest("mpop is not installed (deploy/install-deps installs it)")
+        subject = "mpop " + uuid.uuid4().hex
+        s = smtplib.SMTP("127.0.0.1", BASE + 25, timeout=15)
+        s.sendmail("carol@remote.test", [DEMO],
+                   ("Subject: %s\r\n\r\nfetched by mpop\r\n" % subject).encode())
+        s.quit()
+        work = tempfile.mkdtemp(prefix="pn-mpop-", dir=self.var)
+        maildir = os.path.join(work, "Maildir")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(maildir, sub))
+        conf = os.path.join(work, "mpoprc")
+        with open(conf, "w") as f:
+            f.write("defaults\ntls on\ntls_starttls on\ntls_trust_file %s\n"
+                    "account default\nhost 127.0.0.1\nport %d\nuser %s\npassword %s\n"
+                    "auth user\ndelivery maildir %s\nkeep on\nuidls_file %s\n"
+                    % (os.path.join(self.var, "tls", "ca.crt"), BASE + 110, DEMO, PASSWORD,
+                       maildir, os.path.join(work, "uidls")))
+        os.chmod(conf, 0o600)
+        p = subprocess.run(["mpop", "-C", conf, "-a"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        got = []
+        for name in os.listdir(os.path.join(maildir, "new")):
+            with open(os.path.join(maildir, "new", name), "rb") as f:
+                got.append(f.read())
+        self.assertTrue(any(("Subject: " + subject).encode() in m for m in got),
+                        "%d messages fetched, none with the subject" % len(got))
+        # keep on: the message is still on the server
         pop = poplib.POP3_SSL("127.0.0.1", BASE + 995, context=self.ca, timeout=15)
         pop.user(DEMO)
         pop.pass_(PASSWORD)
