@@ -22,6 +22,7 @@
 
 #include "postern/hash.h"
 #include "postern/log.h"
+#include "postern/tls.h"
 
 #define LISTEN_BACKLOG 4096
 #define SWEEP_INTERVAL_MS 10000
@@ -80,11 +81,20 @@ static int metrics_init(struct lb *lb, const char **error_r)
 	    "limit_rate).", refused_labels);
 	ADD(active, PN_METRIC_GAUGE, "connections_active", "Client connections open now.",
 	    NULL);
+	ADD(tls_handshakes, PN_METRIC_COUNTER, "listener_tls_handshakes_total",
+	    "TLS handshakes completed at the balancer (L7 listeners).", proto_labels);
+	ADD(login_failures, PN_METRIC_COUNTER, "listener_login_failures_total",
+	    "Logins the frontend refused (L7 listeners).", proto_labels);
 	ADD(reloads, PN_METRIC_COUNTER, "reloads_total", "Configuration reloads (SIGHUP).",
 	    result_labels);
 #undef ADD
-	for (int p = 0; p < LB_PROTO_COUNT; p++)
+	for (int p = 0; p < LB_PROTO_COUNT; p++) {
 		m->accepted_s[p] = pn_metric_series(m->accepted, PN_LABELS(lb_protos[p].name));
+		m->tls_handshakes_s[p] = pn_metric_series(m->tls_handshakes,
+							  PN_LABELS(lb_protos[p].name));
+		m->login_failures_s[p] = pn_metric_series(m->login_failures,
+							  PN_LABELS(lb_protos[p].name));
+	}
 	m->active_s = pn_metric_series(m->active, NULL);
 	pn_metric_series(m->reloads, PN_LABELS("ok"));
 	pn_metric_series(m->reloads, PN_LABELS("failed"));
@@ -258,6 +268,17 @@ static int publish(struct lb *lb, const struct lb_topology *t)
 	s->relay_buffer = (uint32_t)lb->cfg.relay_buffer;
 	s->connect_timeout_ms = lb->cfg.connect_timeout_ms;
 	s->idle_timeout_ms = lb->cfg.idle_timeout_ms;
+	for (size_t i = 0; i < lb->cfg.l7.count; i++) {
+		int p = lb_proto_by_name(lb->cfg.l7.items[i]);
+
+		if (p >= 0)
+			s->l7[p] = true;
+	}
+	s->l7_route = (enum lb_l7_route)lb->cfg.l7_route;
+	s->l7_require_tls = lb->cfg.l7_require_tls;
+	s->login_timeout_ms = lb->cfg.login_timeout_ms;
+	s->smtp_size = lb->cfg.smtp_size;
+	snprintf(s->hostname, sizeof(s->hostname), "%s", lb->cfg.node);
 	for (size_t i = 0; i < t->n; i++) {
 		struct lb_server *srv = lb_server_find(lb, t->servers[i].name);
 
@@ -439,6 +460,16 @@ void lb_reload(struct lb *lb)
 		cfg.threads = lb->cfg.threads;
 		cfg.admin_control = lb->cfg.admin_control;
 	}
+	{
+		struct pn_config_list tmp = cfg.l7;
+
+		cfg.l7 = lb->cfg.l7;
+		lb->cfg.l7 = tmp;
+	}
+	if (lb->tls != NULL && cfg.tls_cert[0] != '\0' &&
+	    pn_tls_ctx_reload(lb->tls, cfg.tls_cert, cfg.tls_key, &err) < 0)
+		pn_error("event=tls_reload_failed error=\"%s\" note=\"the old certificate "
+			 "stays\"", err);
 	lb_config_free(&lb->cfg);
 	lb->cfg = cfg;
 	pn_log_set_level((enum pn_log_level)cfg.log_level);
@@ -643,6 +674,31 @@ void lb_health_schedule_new(struct lb *lb, uint64_t *next_check_ms, uint64_t now
 	*next_check_ms = now + (interval > 0 ? (spread >> 33) % interval : 0);
 }
 
+/* The L7 server context, when a certificate is configured. */
+static int tls_init(struct lb *lb, const char **error_r)
+{
+	struct pn_tls_settings set;
+	static __thread char msg[256];
+
+	for (size_t i = 0; i < lb->cfg.l7.count; i++) {
+		int p = lb_proto_by_name(lb->cfg.l7.items[i]);
+
+		if (p >= 0 && lb_protos[p].implicit_tls && lb->cfg.tls_cert[0] == '\0') {
+			snprintf(msg, sizeof(msg), "l7 on %s needs tls_cert and tls_key",
+				 lb_protos[p].name);
+			*error_r = msg;
+			return -1;
+		}
+	}
+	if (lb->cfg.l7.count == 0 || lb->cfg.tls_cert[0] == '\0')
+		return 0;
+	memset(&set, 0, sizeof(set));
+	set.cert_file = lb->cfg.tls_cert;
+	set.key_file = lb->cfg.tls_key[0] != '\0' ? lb->cfg.tls_key : lb->cfg.tls_cert;
+	lb->tls = pn_tls_ctx_new_server(&set, error_r);
+	return lb->tls == NULL ? -1 : 0;
+}
+
 int lb_init(struct lb *lb, const char **error_r)
 {
 	struct lb_topology t = { NULL, 0 };
@@ -663,6 +719,8 @@ int lb_init(struct lb *lb, const char **error_r)
 	limits_settings(&lb->cfg, &ls);
 	lb->limits = lb_limits_new(&ls, error_r);
 	if (lb->limits == NULL)
+		goto fail;
+	if (tls_init(lb, error_r) < 0)
 		goto fail;
 	lb->loop = pn_loop_new(NULL, error_r);
 	if (lb->loop == NULL)
@@ -803,6 +861,7 @@ void lb_free(struct lb *lb)
 	free(atomic_load(&lb->snap));
 	atomic_store(&lb->snap, NULL);
 	lb_limits_free(&lb->limits);
+	pn_tls_ctx_free(&lb->tls);
 	pn_metrics_free(&lb->metrics);
 	lb_config_free(&lb->cfg);
 }
