@@ -55,6 +55,21 @@ int lb_proto_by_name(const char *name)
 	return -1;
 }
 
+static int check_sni(const void *value, const char **error_r)
+{
+	const struct pn_config_list *l = value;
+
+	for (size_t i = 0; i < l->count; i++) {
+		const char *eq = strchr(l->items[i], '=');
+
+		if (eq == NULL || eq == l->items[i] || eq[1] == '\0') {
+			*error_r = "expected name=file.pem items";
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int check_l7(const void *value, const char **error_r)
 {
 	const struct pn_config_list *l = value;
@@ -210,6 +225,9 @@ const struct pn_config_def lb_config_defs[] = {
 	  "PEM certificate chain for TLS at the balancer (L7 listeners)." },
 	{ "tls_key", PN_CFG_STRING, "", offsetof(struct lb_config, tls_key), NULL,
 	  "PEM private key of tls_cert." },
+	{ "tls_sni", PN_CFG_LIST, "", offsetof(struct lb_config, tls_sni), check_sni,
+	  "Tenant certificates by SNI: name=file.pem (chain and key in one file; "
+	  "name may be *.domain); clients asking for another name get tls_cert." },
 };
 const size_t lb_config_def_count = PN_CONFIG_COUNT(lb_config_defs);
 

@@ -101,6 +101,7 @@ struct lb_config {
 	uint64_t smtp_size;
 	char *tls_cert;
 	char *tls_key;
+	struct pn_config_list tls_sni;	/* "name=file.pem" (chain and key) */
 };
 
 enum lb_l7_route { LB_ROUTE_USER = 0, LB_ROUTE_DOMAIN };

@@ -412,6 +412,8 @@ unsigned int lb_connections(struct lb *lb)
 
 /* ---- reload ---- */
 
+static int apply_sni(struct lb *lb, const struct lb_config *cfg, const char **error_r);
+
 static void limits_settings(const struct lb_config *cfg, struct lb_limits_settings *set)
 {
 	memset(set, 0, sizeof(*set));
@@ -467,9 +469,12 @@ void lb_reload(struct lb *lb)
 		lb->cfg.l7 = tmp;
 	}
 	if (lb->tls != NULL && cfg.tls_cert[0] != '\0' &&
-	    pn_tls_ctx_reload(lb->tls, cfg.tls_cert, cfg.tls_key, &err) < 0)
+	    pn_tls_ctx_reload(lb->tls, cfg.tls_cert,
+			      cfg.tls_key[0] != '\0' ? cfg.tls_key : cfg.tls_cert, &err) < 0)
 		pn_error("event=tls_reload_failed error=\"%s\" note=\"the old certificate "
 			 "stays\"", err);
+	if (apply_sni(lb, &cfg, &err) < 0)
+		pn_error("event=tls_sni_reload_failed error=\"%s\"", err);
 	lb_config_free(&lb->cfg);
 	lb->cfg = cfg;
 	pn_log_set_level((enum pn_log_level)cfg.log_level);
@@ -674,6 +679,58 @@ void lb_health_schedule_new(struct lb *lb, uint64_t *next_check_ms, uint64_t now
 	*next_check_ms = now + (interval > 0 ? (spread >> 33) % interval : 0);
 }
 
+/* Makes the SNI table of lb->tls match cfg->tls_sni: adds (or replaces)
+ * every listed name, removes the ones no longer listed. Returns 0, or -1
+ * with *error_r (a bad file: names before it are in place). */
+static int apply_sni(struct lb *lb, const struct lb_config *cfg, const char **error_r)
+{
+	static __thread char msg[512];
+	char **names;
+	size_t n = 0;
+
+	if (lb->tls == NULL) {
+		if (cfg->tls_sni.count == 0)
+			return 0;
+		*error_r = "tls_sni needs tls_cert (and an l7 listener)";
+		return -1;
+	}
+	names = calloc(cfg->tls_sni.count + 1, sizeof(*names));
+	if (names == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->tls_sni.count; i++) {
+		const char *item = cfg->tls_sni.items[i], *eq = strchr(item, '=');
+		const char *err = NULL;
+
+		names[n] = strndup(item, (size_t)(eq - item));
+		if (names[n] == NULL ||
+		    pn_tls_ctx_add_sni(lb->tls, names[n], eq + 1, eq + 1, &err) < 0) {
+			snprintf(msg, sizeof(msg), "tls_sni %s: %s", item,
+				 err != NULL ? err : "out of memory");
+			*error_r = msg;
+			for (size_t k = 0; k <= n; k++)
+				free(names[k]);
+			free(names);
+			return -1;
+		}
+		n++;
+	}
+	for (size_t i = 0; i < lb->sni_count; i++) {
+		bool keep = false;
+
+		for (size_t k = 0; k < n && !keep; k++)
+			keep = strcmp(lb->sni_names[i], names[k]) == 0;
+		if (!keep)
+			pn_tls_ctx_remove_sni(lb->tls, lb->sni_names[i]);
+		free(lb->sni_names[i]);
+	}
+	free(lb->sni_names);
+	lb->sni_names = names;
+	lb->sni_count = n;
+	return 0;
+}
+
 /* The L7 server context, when a certificate is configured. */
 static int tls_init(struct lb *lb, const char **error_r)
 {
@@ -691,12 +748,14 @@ static int tls_init(struct lb *lb, const char **error_r)
 		}
 	}
 	if (lb->cfg.l7.count == 0 || lb->cfg.tls_cert[0] == '\0')
-		return 0;
+		return apply_sni(lb, &lb->cfg, error_r);
 	memset(&set, 0, sizeof(set));
 	set.cert_file = lb->cfg.tls_cert;
 	set.key_file = lb->cfg.tls_key[0] != '\0' ? lb->cfg.tls_key : lb->cfg.tls_cert;
 	lb->tls = pn_tls_ctx_new_server(&set, error_r);
-	return lb->tls == NULL ? -1 : 0;
+	if (lb->tls == NULL)
+		return -1;
+	return apply_sni(lb, &lb->cfg, error_r);
 }
 
 int lb_init(struct lb *lb, const char **error_r)
@@ -861,6 +920,11 @@ void lb_free(struct lb *lb)
 	free(atomic_load(&lb->snap));
 	atomic_store(&lb->snap, NULL);
 	lb_limits_free(&lb->limits);
+	for (size_t i = 0; i < lb->sni_count; i++)
+		free(lb->sni_names[i]);
+	free(lb->sni_names);
+	lb->sni_names = NULL;
+	lb->sni_count = 0;
 	pn_tls_ctx_free(&lb->tls);
 	pn_metrics_free(&lb->metrics);
 	lb_config_free(&lb->cfg);

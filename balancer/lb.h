@@ -191,6 +191,8 @@ struct lb {
 	struct pn_loop *loop;		/* control */
 	struct pn_admin *admin;
 	struct pn_tls_ctx *tls;		/* L7 TLS (shared by all threads); NULL: none */
+	char **sni_names;		/* SNI names added to tls */
+	size_t sni_count;
 	struct pn_metrics *metrics;
 	struct lb_metrics m;
 	struct lb_limits *limits;

@@ -903,13 +903,13 @@ class SignalTest(unittest.TestCase):
             up.kill()
 
 
-def make_cert(folder):
-    """A self-signed certificate for localhost / 127.0.0.1 (openssl CLI)."""
-    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+def make_cert(folder, name="localhost"):
+    """A self-signed certificate for name (and 127.0.0.1), openssl CLI."""
+    cert, key = os.path.join(folder, name + ".crt"), os.path.join(folder, name + ".key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                    "-days", "2", "-subj", "/CN=" + name,
+                    "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % name],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return cert, key
 
@@ -927,6 +927,14 @@ class L7Test(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="lb-l7-")
         cls.cert, cls.key = make_cert(cls.tmp)
         cls.ctx = ssl.create_default_context(cafile=cls.cert)
+        # A tenant's certificate, chosen by SNI: chain and key in one file.
+        tcert, tkey = make_cert(cls.tmp, "tenant.test")
+        cls.tenant_pem = os.path.join(cls.tmp, "tenant.pem")
+        with open(cls.tenant_pem, "w") as out:
+            for part in (tcert, tkey):
+                with open(part) as f:
+                    out.write(f.read())
+        cls.tenant_ctx = ssl.create_default_context(cafile=tcert)
         cls.ups = {p: [Upstream("fe%d" % i, proto=p, login=True) for i in (1, 2, 3)]
                    for p in cls.PROTOS}
         cls.lb = Balancer(protos=cls.PROTOS,
@@ -934,7 +942,8 @@ class L7Test(unittest.TestCase):
                           env={"POSTERN_L7": ",".join(cls.PROTOS),
                                "POSTERN_TLS_CERT": cls.cert, "POSTERN_TLS_KEY": cls.key,
                                "POSTERN_UPSTREAM_NAMES": "fe1,fe2,fe3",
-                               "POSTERN_SMTP_SIZE": "10M"})
+                               "POSTERN_SMTP_SIZE": "10M",
+                               "POSTERN_TLS_SNI": "tenant.test=" + cls.tenant_pem})
 
     @classmethod
     def tearDownClass(cls):
@@ -981,6 +990,20 @@ class L7Test(unittest.TestCase):
             tls = list(up.tls)
         self.assertIn(tls[-1][0], ("TLSv1.3", "TLSv1.2"))
         self.assertEqual(tls[-1][1], "localhost")
+
+    def test_sni_selects_tenant_certificate(self):
+        s = self.tenant_ctx.wrap_socket(self.lb.connect("imaps"), server_hostname="tenant.test")
+        subject = dict(x[0] for x in s.getpeercert()["subject"])
+        self.assertEqual(subject["commonName"], "tenant.test")
+        self.assertTrue(recv_line(s).startswith(b"* OK "))
+        s.close()
+        # Another name gets the default certificate.
+        s = self.ctx.wrap_socket(self.lb.connect("imaps"), server_hostname="localhost")
+        self.assertEqual(dict(x[0] for x in s.getpeercert()["subject"])["commonName"],
+                         "localhost")
+        s.close()
+        modes = {x["protocol"]: x["mode"] for x in self.lb.status()["listeners"]}
+        self.assertEqual(modes["imaps"], "l7")
 
     def test_imap_starttls_with_imaplib(self):
         c = imaplib.IMAP4("127.0.0.1", self.lb.ports["imap"])
