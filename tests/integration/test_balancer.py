@@ -877,6 +877,57 @@ class SignalTest(unittest.TestCase):
             b.kill()
             os.unlink(path)
 
+    def test_sighup_under_load_drops_nothing(self):
+        a, b, c = Upstream("fa"), Upstream("fb"), Upstream("fb")
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            path = f.name
+
+        def write(second):
+            with open(path + ".new", "w") as f:
+                f.write("imap_upstreams = %s, %s\nupstream_names = fa, fb\n"
+                        % (a.addr(), second.addr()))
+            os.replace(path + ".new", path)
+
+        write(b)
+        lb = Balancer(config=path)
+        errors, done = [], []
+
+        def client():
+            try:
+                for _ in range(25):
+                    s, g = lb.greet()
+                    if not g.startswith(b"* OK f"):
+                        errors.append(g)
+                    s.sendall(b"x" * 5000)
+                    recv_exact(s, 5000)
+                    s.close()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            done.append(1)
+
+        try:
+            threads = [threading.Thread(target=client) for _ in range(4)]
+            for t in threads:
+                t.start()
+            n = 0
+            while len(done) < len(threads):
+                write(c if n % 2 == 0 else b)  # fb moves: a backend retired each time
+                lb.proc.send_signal(signal.SIGHUP)
+                n += 1
+                time.sleep(0.02)
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            # (Signals sent close together may merge into one reload.)
+            self.assertGreaterEqual(n, 1)
+            wait_for(lambda: lb.status()["reloads"] >= 1, what="reloads")
+            self.assertEqual(lb.status()["reload_failures"], 0)
+        finally:
+            lb.stop()
+            for u in (a, b, c):
+                u.kill()
+            os.unlink(path)
+
     def test_sigterm_lets_connections_finish(self):
         up = Upstream("fe1")
         lb = Balancer(upstreams={"imap": [up.addr()]}, env={"POSTERN_SHUTDOWN_GRACE": "20s"})
