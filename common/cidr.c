@@ -34,7 +34,7 @@ static int parse_dec(const char *s, size_t len, int max)
 
 /* RFC 4632 / the usual dotted-quad: exactly four decimal numbers 0..255,
  * no leading zeros (which some libraries read as octal). */
-static int parse_ipv4(const char *s, size_t len, uint8_t out[4])
+int pn_ip_parse_v4(const char *s, size_t len, uint8_t out[4])
 {
 	size_t start = 0;
 	int part = 0;
@@ -55,11 +55,11 @@ static int parse_ipv4(const char *s, size_t len, uint8_t out[4])
 
 /* RFC 4291 section 2.2 text forms, through inet_pton after checking that
  * only hex digits, ':' and '.' (for an embedded IPv4 tail) appear. */
-static int parse_ipv6(const char *s, size_t len, uint8_t out[16])
+int pn_ip_parse_v6(const char *s, size_t len, uint8_t out[16])
 {
 	char tmp[CIDR_TEXT_MAX + 1];
 
-	if (len > CIDR_TEXT_MAX)
+	if (len == 0 || len > CIDR_TEXT_MAX)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
@@ -101,14 +101,14 @@ int pn_cidr_parse_n(const char *s, size_t len, struct pn_cidr *net_r,
 	if (memchr(s, ':', alen) != NULL) {
 		net.family = AF_INET6;
 		max_prefix = 128;
-		if (parse_ipv6(s, alen, net.addr) < 0) {
+		if (pn_ip_parse_v6(s, alen, net.addr) < 0) {
 			*error_r = "invalid IPv6 address";
 			return -1;
 		}
 	} else {
 		net.family = AF_INET;
 		max_prefix = 32;
-		if (parse_ipv4(s, alen, net.addr) < 0) {
+		if (pn_ip_parse_v4(s, alen, net.addr) < 0) {
 			*error_r = "invalid IPv4 address";
 			return -1;
 		}

@@ -5,10 +5,6 @@
  * the response writer, as the admin server would. */
 #include "postern/http.h"
 
-/* The library is built without coverage instrumentation (only fuzz-*.c get
- * -fsanitize=fuzzer), so the parser is compiled into this target to give
- * libFuzzer its edges; the linker then takes no http.o from the library. */
-#include "http.c"
 
 #include <stdlib.h>
 #include <string.h>

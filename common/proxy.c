@@ -5,6 +5,8 @@
  */
 #include "postern/proxy.h"
 
+#include "postern/cidr.h"
+
 #include "postern/hash.h"
 
 #include <arpa/inet.h>
@@ -386,47 +388,8 @@ static long parse_dec(const char *s, size_t len, size_t max_digits, long max)
 	return v <= max ? v : -1;
 }
 
-/* Spec 2.1: "exactly 4 integers in the range [0..255] inclusive written in
- * decimal representation separated by exactly one dot between each other.
- * Heading zeroes are not permitted". */
-static int v1_parse_ipv4(const char *s, size_t len, uint8_t out[4])
-{
-	size_t start = 0;
-	int part = 0;
-
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && s[i] != '.')
-			continue;
-		if (part == 4)
-			return -1;
-		long v = parse_dec(s + start, i - start, 3, 255);
-		if (v < 0)
-			return -1;
-		out[part++] = (uint8_t)v;
-		start = i + 1;
-	}
-	return part == 4 ? 0 : -1;
-}
-
-/* Spec 2.1: hexadecimal groups separated by colons, one "::" allowed. We
- * also accept a dotted IPv4 tail (::ffff:1.2.3.4), which HAProxy itself
- * emits for IPv4 clients on IPv6 sockets. */
-static int v1_parse_ipv6(const char *s, size_t len, uint8_t out[16])
-{
-	char tmp[INET6_ADDRSTRLEN];
-
-	if (len == 0 || len >= sizeof(tmp))
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-		      (c >= 'A' && c <= 'F') || c == ':' || c == '.'))
-			return -1;
-	}
-	memcpy(tmp, s, len);
-	tmp[len] = '\0';
-	return inet_pton(AF_INET6, tmp, out) == 1 ? 0 : -1;
-}
+/* Spec 2.1 address forms: dotted quads without leading zeroes and
+ * RFC 4291 text (HAProxy also emits ::ffff:a.b.c.d); parsed by cidr.c. */
 
 /* Splits line[0..len) at single spaces into exactly n fields. */
 static int split_fields(const char *line, size_t len, const char **f, size_t *flen, int n)
@@ -541,7 +504,7 @@ static int decode_v1(const uint8_t *p, size_t len, struct pn_proxy_header *hdr,
 	put_be16(ports[1], (uint16_t)dport);
 	if (fl[0] == 4 && memcmp(f[0], "TCP4", 4) == 0) {
 		uint8_t s4[4], d4[4];
-		if (v1_parse_ipv4(f[1], fl[1], s4) < 0 || v1_parse_ipv4(f[2], fl[2], d4) < 0) {
+		if (pn_ip_parse_v4(f[1], fl[1], s4) < 0 || pn_ip_parse_v4(f[2], fl[2], d4) < 0) {
 			*error_r = "PROXY v1: invalid IPv4 address";
 			return -1;
 		}
@@ -550,7 +513,7 @@ static int decode_v1(const uint8_t *p, size_t len, struct pn_proxy_header *hdr,
 		hdr->fam = 0x11;
 	} else if (fl[0] == 4 && memcmp(f[0], "TCP6", 4) == 0) {
 		uint8_t s6[16], d6[16];
-		if (v1_parse_ipv6(f[1], fl[1], s6) < 0 || v1_parse_ipv6(f[2], fl[2], d6) < 0) {
+		if (pn_ip_parse_v6(f[1], fl[1], s6) < 0 || pn_ip_parse_v6(f[2], fl[2], d6) < 0) {
 			*error_r = "PROXY v1: invalid IPv6 address";
 			return -1;
 		}

@@ -100,6 +100,7 @@ DEMO_PASSWORD = "demo"
 PROVISION = [
     ("always", ["migrate"]),
     ("once", ["tenant", "add", DEMO_DOMAIN]),
+    ("once", ["domain", "add", DEMO_DOMAIN, "--tenant", DEMO_DOMAIN]),
     ("once", ["user", "add", DEMO_USER, "--password", DEMO_PASSWORD]),
 ]
 POSTERNCTL = "storage/posternctl"

@@ -163,6 +163,7 @@ class ClusterScriptTest(unittest.TestCase):
         with open(self.ctl_log) as f:
             calls = [line.split("|")[0] for line in f.read().splitlines()]
         self.assertEqual(calls, ["migrate", "tenant add example.test",
+                                 "domain add example.test --tenant example.test",
                                  "user add demo@example.test --password demo"])
 
         # Idempotent: nothing restarted.

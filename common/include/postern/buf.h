@@ -22,7 +22,11 @@ void pn_buf_init(struct pn_buf *b, size_t max);
 void pn_buf_free(struct pn_buf *b);
 
 static inline size_t pn_buf_len(const struct pn_buf *b) { return b->end - b->start; }
-static inline const uint8_t *pn_buf_rptr(const struct pn_buf *b) { return b->data + b->start; }
+/* Never NULL + offset (undefined behaviour) on a buffer never written. */
+static inline const uint8_t *pn_buf_rptr(const struct pn_buf *b)
+{
+	return b->data != NULL ? b->data + b->start : (const uint8_t *)"";
+}
 /* Bytes that can still be added before hitting max. */
 static inline size_t pn_buf_room(const struct pn_buf *b) { return b->max - pn_buf_len(b); }
 

@@ -48,6 +48,13 @@ struct pn_cidr_list {
 
 /* Parses one network from the NUL-terminated s. Returns 0 and fills *net_r,
  * or -1 with *error_r set to a static message. */
+/* Strict textual addresses, shared with the PROXY v1 reader: IPv4 is
+ * exactly four decimal numbers 0..255 without leading zeros (no octal
+ * surprises); IPv6 is RFC 4291 2.2 text (hex digits, ':' and a dotted IPv4
+ * tail). s need not be NUL-terminated. Return 0, or -1 if malformed. */
+int pn_ip_parse_v4(const char *s, size_t len, uint8_t out[4]);
+int pn_ip_parse_v6(const char *s, size_t len, uint8_t out[16]);
+
 int pn_cidr_parse(const char *s, struct pn_cidr *net_r, const char **error_r);
 /* Same for s[0..len) (no NUL needed). */
 int pn_cidr_parse_n(const char *s, size_t len, struct pn_cidr *net_r,

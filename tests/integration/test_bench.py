@@ -1,0 +1,177 @@
+"""The benchmark harness end to end, asserting no timing: postern-bench in
+its three modes against the trivial backend, and one short
+`bench/compare proxy-cps --smoke` (HAProxy from Debian, installed on demand
+by bench/install-peers; Postern's balancer when it is built, else reported
+as not available)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+TOP = os.environ.get("POSTERN_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("POSTERN_BIN_DIR") or os.path.join(TOP, "build")
+
+
+def _binary(name):
+    path = os.path.join(BIN, "bench", name)
+    if not os.access(path, os.X_OK):
+        raise AssertionError("%s is not built" % path)
+    return path
+
+
+class BenchGenerator(unittest.TestCase):
+    """postern-bench against postern-bench-backend on loopback."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="postern-test-bench-")
+        port_file = os.path.join(cls.tmp, "port")
+        cls.backend = subprocess.Popen([_binary("postern-bench-backend"), "--listen",
+                                        "127.0.0.1:0", "--port-file", port_file],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(port_file):
+                break
+            time.sleep(0.05)
+        with open(port_file) as f:
+            cls.port = int(f.read())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.backend.send_signal(signal.SIGTERM)
+        try:
+            cls.backend.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            cls.backend.kill()
+            cls.backend.wait()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def bench(self, script, *args):
+        out = os.path.join(self.tmp, "out.json")
+        cmd = [_binary("postern-bench"), "--connect", "127.0.0.1:%d" % self.port,
+               "--json", out, "--quiet"] + list(args) + [os.path.join(TOP, "bench", "scripts", script)]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            return json.load(f)
+
+    def assertNoErrors(self, res):
+        self.assertEqual(sum(res["errors"].values()), 0, res.get("error_samples"))
+
+    def test_closed_loop_sessions(self):
+        res = self.bench("proxy-cps.bench", "--conns", "4", "--count", "200", "--duration", "0")
+        self.assertNoErrors(res)
+        self.assertEqual(res["unit"], "session")
+        self.assertGreaterEqual(res["units"], 200)
+        self.assertEqual(res["steps"], ["greeting", "NOOP", "LOGOUT", "close"])
+        for step in res["steps"] + ["connect", "session"]:
+            h = res["latency_us"][step]
+            self.assertGreater(h["count"], 0, step)
+            self.assertTrue(h["p50"] <= h["p90"] <= h["p99"] <= h["p99.9"] <= h["max"], step)
+
+    def test_open_loop_and_stream(self):
+        res = self.bench("proxy-msgs.bench", "--conns", "2", "--mode", "open", "--rate", "200",
+                         "--duration", "1")
+        self.assertNoErrors(res)
+        self.assertEqual(res["mode"], "open")
+        self.assertEqual(res["unit"], "iteration")
+        # a fixed schedule: about rate * seconds units, whatever the speed
+        self.assertGreater(res["units"], 100)
+        self.assertLess(res["units"], 300)
+        res = self.bench("proxy-stream.bench", "--conns", "1", "--count", "1", "--duration", "0")
+        self.assertNoErrors(res)
+        self.assertGreaterEqual(res["latency_us"]["stream"]["count"], 1)
+        self.assertGreaterEqual(res["bytes_in"], 64 * 1024 * 1024)
+
+    def test_idle_memory(self):
+        res = self.bench("proxy-idle.bench", "--mode", "idle", "--conns", "100", "--pids",
+                         str(self.backend.pid), "--hold", "0.1", "--settle", "0.1")
+        self.assertNoErrors(res)
+        self.assertEqual(res["held"], 100)
+        mem = res["memory"][0]
+        self.assertEqual(mem["pid"], self.backend.pid)
+        self.assertGreater(mem["after"]["rss_kb"], 0)
+        self.assertEqual(mem["after"]["processes"], 1)
+
+    def test_bad_script_is_refused(self):
+        bad = os.path.join(self.tmp, "bad.bench")
+        with open(bad, "w") as f:
+            f.write("send a\nloop\n")
+        p = subprocess.run([_binary("postern-bench"), "--connect", "127.0.0.1:%d" % self.port,
+                            bad], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("line 2: loop without end", p.stderr)
+
+
+class BenchCompare(unittest.TestCase):
+    """bench/compare proxy-cps --smoke: peers start, trials run, results are
+    written, everything stops."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("bench/compare runs the peers as root")
+        p = subprocess.run([os.path.join(TOP, "bench", "install-peers"), "haproxy"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=900)
+        self.assertEqual(p.returncode, 0, "bench/install-peers haproxy: " + p.stdout[-2000:])
+        self.tmp = tempfile.mkdtemp(prefix="postern-test-compare-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_proxy_cps_smoke(self):
+        p = subprocess.run([os.path.join(TOP, "bench", "compare"), "proxy-cps", "--smoke",
+                            "--bin-dir", BIN, "--results-dir", self.tmp],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = p.stdout
+        self.assertIn("ratio = postern / haproxy", out)
+        files = sorted(os.listdir(self.tmp))
+        self.assertEqual(len(files), 2, files)
+        js = [f for f in files if f.endswith(".json")][0]
+        self.assertTrue(js.startswith("proxy-cps-"))
+        with open(os.path.join(self.tmp, js)) as f:
+            doc = json.load(f)
+        self.assertEqual(doc["scenario"], "proxy-cps")
+        self.assertEqual(doc["peer"], "haproxy")
+        self.assertEqual(doc["floor"], "direct")
+        for name in ("haproxy", "direct"):
+            t = doc["targets"][name]
+            self.assertTrue(t["available"], name)
+            self.assertEqual(len(t["trials"]), 1, name)
+            self.assertGreater(t["trials"][0]["units"], 0, name)
+            self.assertEqual(sum(t["trials"][0]["errors"].values()), 0,
+                             (name, t["trials"][0]["error_samples"]))
+        post = doc["targets"]["postern"]
+        if post["available"]:
+            self.assertEqual(len(post["trials"]), 1)
+            self.assertGreater(post["trials"][0]["units"], 0)
+        else:
+            self.assertTrue(post["reason"])
+            self.assertIn("postern: not available", out)
+        fig = {r["figure"]: r for r in doc["figures"]}
+        self.assertIn("sessions/s", fig)
+        self.assertGreater(fig["sessions/s"]["haproxy"]["median"], 0)
+        root = ET.parse(os.path.join(self.tmp, js[:-5] + ".svg")).getroot()
+        self.assertTrue(root.tag.endswith("svg"))
+        # every server was stopped
+        work = [l for l in p.stderr.splitlines() if "starting the servers" in l]
+        self.assertTrue(work)
+        folder = work[0].rsplit(" in ", 1)[1]
+        self.assertFalse(os.path.exists(folder), "the temporary folder was left behind")
+        left = subprocess.run(["pgrep", "-f", folder], stdout=subprocess.PIPE, text=True)
+        self.assertEqual(left.stdout.strip(), "", "processes left running")
+
+
+if __name__ == "__main__":
+    unittest.main()
