@@ -615,6 +615,20 @@ static const struct pn_io_handlers signal_handlers = { .on_poll = on_signal };
 
 /* ---- start and end ---- */
 
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		/* "::" and "::ffff:0.0.0.0" */
+		return IN6_IS_ADDR_UNSPECIFIED(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr32[3] == 0);
+	}
+	return true;
+}
+
 /* Binds every enabled listener for one worker. For port 0 the first
  * worker's port is used by the others (SO_REUSEPORT needs the same). */
 static int open_listeners(struct lb *lb, int *fds, const char **error_r)
@@ -661,9 +675,12 @@ static int open_listeners(struct lb *lb, int *fds, const char **error_r)
 			struct sockaddr_storage bound;
 			socklen_t blen = sizeof(bound);
 
-			if (getsockname(fds[p], (struct sockaddr *)&bound, &blen) == 0)
+			if (getsockname(fds[p], (struct sockaddr *)&bound, &blen) == 0) {
 				pn_format_addr((struct sockaddr *)&bound, lb->listen_text[p],
 					       sizeof(lb->listen_text[p]));
+				memcpy(&lb->listen_ss[p], &bound, sizeof(bound));
+				lb->listen_fixed[p] = !is_wildcard(&bound);
+			}
 		}
 	}
 	return 0;

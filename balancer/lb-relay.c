@@ -572,8 +572,11 @@ static int proxy_header(struct lb_conn *c, uint8_t *hdr, size_t size)
 		if (sni != NULL)
 			snprintf(h.authority, sizeof(h.authority), "%s", sni);
 	}
-	if (getsockname(c->cfd, (struct sockaddr *)&h.dst, &len) < 0 ||
-	    (n = pn_proxy_v2_encode(&h, hdr, size, &err)) < 0) {
+	if (c->w->lb->listen_fixed[c->proto])
+		memcpy(&h.dst, &c->w->lb->listen_ss[c->proto], sizeof(h.dst));
+	else if (getsockname(c->cfd, (struct sockaddr *)&h.dst, &len) < 0)
+		h.has_addrs = false;
+	if (!h.has_addrs || (n = pn_proxy_v2_encode(&h, hdr, size, &err)) < 0) {
 		/* Unknown families: say LOCAL rather than lie. */
 		pn_proxy_header_init(&h);
 		n = pn_proxy_v2_encode(&h, hdr, size, &err);
@@ -594,7 +597,6 @@ static void upstream_connected(void *ctx, int res)
 		conn_upstream_failed(c, -res, "connect");
 		return;
 	}
-	pn_io_timer_cancel(loop, c->uio);
 	pn_histogram_observe(c->be->m_connect_seconds,
 			     (double)(pn_loop_now_ms(loop) - c->connect_start_ms) / 1000.0);
 	if (c->proxy == LB_PROXY_V2)
@@ -624,14 +626,6 @@ static void upstream_connected(void *ctx, int res)
 	conn_update_recv(c);
 	if (c->state == CONN_RELAY)
 		dir_maybe_shut(c, &c->c2u, c->ufd);
-}
-
-static void upstream_timer(void *ctx)
-{
-	struct lb_conn *c = ctx;
-
-	if (c->state == CONN_CONNECTING)
-		conn_upstream_failed(c, ETIMEDOUT, "connect");
 }
 
 /* L7: the login was answered; from here on it is a relay. */
@@ -758,9 +752,22 @@ static const struct pn_io_handlers upstream_handlers = {
 	.on_recv = upstream_recv,
 	.on_connect = upstream_connected,
 	.on_poll = upstream_poll,
-	.on_timer = upstream_timer,
 	.on_close = conn_io_closed,
 };
+
+/* When the client timer is due: the connect deadline while connecting,
+ * the login deadline before the login is answered, else the idle one. */
+static uint64_t timer_due(const struct lb_conn *c, uint64_t now)
+{
+	uint64_t due;
+
+	if (c->state == CONN_RELAY || c->state == CONN_REFUSING)
+		return c->last_ms + c->idle_timeout_ms;
+	due = c->l7 ? c->login_deadline_ms : c->last_ms + c->idle_timeout_ms;
+	if (c->state == CONN_CONNECTING && c->connect_start_ms + c->connect_timeout_ms < due)
+		due = c->connect_start_ms + c->connect_timeout_ms;
+	return due > now ? due : now;
+}
 
 static void conn_start_upstream(struct lb_conn *c)
 {
@@ -797,7 +804,11 @@ static void conn_start_upstream(struct lb_conn *c)
 	c->ufd = fd;
 	c->open_ios++;
 	c->connect_start_ms = pn_loop_now_ms(loop);
-	if (pn_io_timer_set(loop, c->uio, c->connect_timeout_ms) < 0 ||
+	/* One timer per connection, on the client io: the connect deadline
+	 * now, the idle (or login) deadline later. Moving a deadline later
+	 * costs no ring operation, so an L4 connection sets its timer once. */
+	if (pn_io_timer_set(loop, c->cio, timer_due(c, c->connect_start_ms) -
+				     c->connect_start_ms) < 0 ||
 	    pn_io_connect(loop, c->uio, (const struct sockaddr *)&be->addr, be->addr_len) < 0)
 		conn_upstream_failed(c, errno, "connect");
 }
@@ -1022,15 +1033,21 @@ static void client_timer(void *ctx)
 	case CONN_REFUSING:
 		conn_close(c, false);
 		return;
+	case CONN_CONNECTING:
+		if (c->uio != PN_IO_NONE && now >= c->connect_start_ms + c->connect_timeout_ms) {
+			conn_upstream_failed(c, ETIMEDOUT, "connect");
+			return;
+		}
+		/* fall through */
 	case CONN_PRELOGIN:
 	case CONN_REPLAY:
-		if (now >= c->login_deadline_ms) {
+		if (c->l7 && now >= c->login_deadline_ms) {
 			pn_info("event=login_timeout proto=%s peer=%s", lb_protos[c->proto].name,
 				peer_text(c, peer, sizeof(peer)));
 			conn_say_goodbye(c, lb_protos[c->proto].login_timeout);
 			return;
 		}
-		pn_io_timer_set(loop, c->cio, c->login_deadline_ms - now);
+		pn_io_timer_set(loop, c->cio, timer_due(c, now) - now);
 		return;
 	default:
 		break;
@@ -1147,7 +1164,9 @@ static void listener_accept(void *ctx, int fd)
 	atomic_store_explicit(&w->nconns_shared, w->nconns, memory_order_relaxed);
 	pn_counter_inc(lb->m.accepted_s[l->proto]);
 	pn_gauge_inc(lb->m.active_s);
-	pn_io_timer_set(w->loop, c->cio, c->l7 ? s->login_timeout_ms : c->idle_timeout_ms);
+	if (c->l7)
+		pn_io_timer_set(w->loop, c->cio, s->login_timeout_ms);
+	/* (L4: conn_start_upstream sets the timer, to the connect deadline.) */
 
 	v = lb_limits_admit(lb->limits, (const struct sockaddr *)&c->caddr,
 			    pn_loop_now_ms(w->loop), &c->tracked);

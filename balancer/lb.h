@@ -226,6 +226,10 @@ struct lb {
 	char last_reload[160];
 	_Atomic uint64_t refused_n[LB_PROTO_COUNT];	/* per listener, all reasons */
 	char listen_text[LB_PROTO_COUNT][64];		/* bound addresses */
+	/* A listener bound to one address: every connection's local address
+	 * (the PROXY destination) is this, no getsockname() needed. */
+	struct sockaddr_storage listen_ss[LB_PROTO_COUNT];
+	bool listen_fixed[LB_PROTO_COUNT];
 };
 
 /* ---- lb-core.c (control thread) ---- */

@@ -823,6 +823,39 @@ class RefusalTest(unittest.TestCase):
             lb.stop()
             up.kill()
 
+    def test_connect_timeout_fails_over(self):
+        # A listener whose accept queue is full drops SYNs: connects hang.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(hole.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        up = Upstream("live")
+        lb = Balancer(upstreams={"imap": ["127.0.0.1:%d" % hole.getsockname()[1], up.addr()]},
+                      env={"POSTERN_UPSTREAM_NAMES": "hole,live",
+                           "POSTERN_CONNECT_TIMEOUT": "300ms", "POSTERN_CHECK_PROBE": "no"})
+        try:
+            for _ in range(4):
+                s, g = lb.greet()
+                self.assertTrue(g.startswith(b"* OK live"), g)
+                s.close()
+            b = lb.backend("imap", "hole")
+            self.assertEqual(b["state"], "down")
+            self.assertGreaterEqual(b["connect_failures"], 1)
+        finally:
+            lb.stop()
+            up.kill()
+            for f in fillers:
+                f.close()
+            hole.close()
+
     def test_idle_timeout(self):
         up = Upstream("fe1")
         lb = Balancer(upstreams={"imap": [up.addr()]}, env={"POSTERN_IDLE_TIMEOUT": "1s"})
