@@ -472,6 +472,17 @@ struct rrun {
 	int done, fail;
 };
 
+/* Appends data[0..len) to the NUL-terminated text in buf (bounded). */
+static void append(char *buf, size_t size, const uint8_t *data, size_t len)
+{
+	size_t have = strlen(buf);
+
+	if (len > size - 1 - have)
+		len = size - 1 - have;
+	memcpy(buf + have, data, len);
+	buf[have + len] = '\0';
+}
+
 static void rpump(struct lb_replay *rp, struct rrun *o)
 {
 	struct lb_replay_event ev;
@@ -480,14 +491,10 @@ static void rpump(struct lb_replay *rp, struct rrun *o)
 	while ((k = lb_replay_next(rp, &ev)) == 1) {
 		switch (ev.type) {
 		case LB_REPLAY_SEND:
-			strncat(o->sent, (const char *)ev.data,
-				ev.len < sizeof(o->sent) - strlen(o->sent) - 1 ?
-				ev.len : sizeof(o->sent) - strlen(o->sent) - 1);
+			append(o->sent, sizeof(o->sent), ev.data, ev.len);
 			break;
 		case LB_REPLAY_FORWARD:
-			strncat(o->fwd, (const char *)ev.data,
-				ev.len < sizeof(o->fwd) - strlen(o->fwd) - 1 ?
-				ev.len : sizeof(o->fwd) - strlen(o->fwd) - 1);
+			append(o->fwd, sizeof(o->fwd), ev.data, ev.len);
 			break;
 		case LB_REPLAY_DONE:
 			o->done++;
