@@ -133,8 +133,8 @@ static int status_json(struct lb *lb, struct pn_buf *o)
 	for (int p = 0; p < LB_PROTO_COUNT; p++) {
 		if (lb->cfg.listen[p][0] == '\0')
 			continue;
-		r |= pn_buf_printf(o, "%s{\"protocol\":\"%s\",\"listen\":", first ? "" : ",",
-				   lb_protos[p].name);
+		r |= pn_buf_printf(o, "%s{\"protocol\":\"%s\",\"mode\":\"%s\",\"listen\":",
+				   first ? "" : ",", lb_protos[p].name, s->l7[p] ? "l7" : "l4");
 		r |= json_str(o, lb->listen_text[p]);
 		r |= pn_buf_printf(o, ",\"accepted\":%llu,\"refused\":%llu}",
 				   (unsigned long long)pn_counter_value(lb->m.accepted_s[p]),

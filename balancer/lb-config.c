@@ -24,24 +24,67 @@
 #define SMTP_UNAVAIL "421 4.3.2 Service not available, closing transmission channel\r\n"
 #define SMTP_LIMIT "421 4.7.0 Too many connections, try again later\r\n"
 
+#define IMAP_TIMEOUT "* BYE Login timeout.\r\n"
+#define POP3_TIMEOUT "-ERR Login timeout.\r\n"
+#define SMTP_TIMEOUT "421 4.4.2 Login timeout, closing connection\r\n"
+
 const struct lb_proto_info lb_protos[LB_PROTO_COUNT] = {
 	[LB_PROTO_IMAP] = { "imap", LB_FAMILY_IMAP, false, IMAP_UNAVAIL, IMAP_LIMIT,
-			    "* OK", "a LOGOUT\r\n" },
+			    "* OK", "a LOGOUT\r\n", IMAP_TIMEOUT, true },
 	[LB_PROTO_IMAPS] = { "imaps", LB_FAMILY_IMAP, true, IMAP_UNAVAIL, IMAP_LIMIT,
-			     "* OK", "a LOGOUT\r\n" },
+			     "* OK", "a LOGOUT\r\n", IMAP_TIMEOUT, true },
 	[LB_PROTO_POP3] = { "pop3", LB_FAMILY_POP3, false, POP3_UNAVAIL, POP3_LIMIT,
-			    "+OK", "QUIT\r\n" },
+			    "+OK", "QUIT\r\n", POP3_TIMEOUT, true },
 	[LB_PROTO_POP3S] = { "pop3s", LB_FAMILY_POP3, true, POP3_UNAVAIL, POP3_LIMIT,
-			     "+OK", "QUIT\r\n" },
+			     "+OK", "QUIT\r\n", POP3_TIMEOUT, true },
 	[LB_PROTO_SMTP] = { "smtp", LB_FAMILY_SMTP, false, SMTP_UNAVAIL, SMTP_LIMIT,
-			    "220", "QUIT\r\n" },
+			    "220", "QUIT\r\n", SMTP_TIMEOUT, false },
 	[LB_PROTO_SUBMISSION] = { "submission", LB_FAMILY_SMTP, false, SMTP_UNAVAIL,
-				  SMTP_LIMIT, "220", "QUIT\r\n" },
+				  SMTP_LIMIT, "220", "QUIT\r\n", SMTP_TIMEOUT, true },
 	[LB_PROTO_SUBMISSIONS] = { "submissions", LB_FAMILY_SMTP, true, SMTP_UNAVAIL,
-				   SMTP_LIMIT, "220", "QUIT\r\n" },
+				   SMTP_LIMIT, "220", "QUIT\r\n", SMTP_TIMEOUT, true },
 	[LB_PROTO_LMTP] = { "lmtp", LB_FAMILY_SMTP, false, SMTP_UNAVAIL, SMTP_LIMIT,
-			    "220", "QUIT\r\n" },
+			    "220", "QUIT\r\n", SMTP_TIMEOUT, false },
 };
+
+int lb_proto_by_name(const char *name)
+{
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		if (strcmp(lb_protos[p].name, name) == 0)
+			return p;
+	return -1;
+}
+
+static int check_sni(const void *value, const char **error_r)
+{
+	const struct pn_config_list *l = value;
+
+	for (size_t i = 0; i < l->count; i++) {
+		const char *eq = strchr(l->items[i], '=');
+
+		if (eq == NULL || eq == l->items[i] || eq[1] == '\0') {
+			*error_r = "expected name=file.pem items";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int check_l7(const void *value, const char **error_r)
+{
+	const struct pn_config_list *l = value;
+
+	for (size_t i = 0; i < l->count; i++) {
+		int p = lb_proto_by_name(l->items[i]);
+
+		if (p < 0 || !lb_protos[p].has_login) {
+			*error_r = "expected protocols with a login: imap, imaps, pop3, pop3s, "
+				   "submission, submissions";
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static int check_hostport_or_empty(const void *value, const char **error_r)
 {
@@ -163,6 +206,28 @@ const struct pn_config_def lb_config_defs[] = {
 	  offsetof(struct lb_config, relay_buffer), NULL,
 	  "Bytes queued per direction while the receiver is slow; beyond it the "
 	  "sender is not read (backpressure)." },
+	{ "l7", PN_CFG_LIST, "", offsetof(struct lb_config, l7), check_l7,
+	  "Listeners in L7 mode (e.g. imap, imaps, submission): the balancer "
+	  "terminates TLS, speaks the protocol up to the login and routes by user "
+	  "with consistent hashing; the others relay bytes (L4)." },
+	{ "l7_route", PN_CFG_ENUM("user", "domain"), "user",
+	  offsetof(struct lb_config, l7_route), NULL,
+	  "L7: hash the whole login name, or only its domain (a tenant's users "
+	  "together)." },
+	{ "l7_require_tls", PN_CFG_BOOL, "yes", offsetof(struct lb_config, l7_require_tls),
+	  NULL, "L7: refuse logins before TLS (IMAP LOGINDISABLED)." },
+	{ "login_timeout", PN_CFG_DURATION_RANGE(1000, 3600000), "60s",
+	  offsetof(struct lb_config, login_timeout_ms), NULL,
+	  "L7: time a client has from connecting to logging in." },
+	{ "smtp_size", PN_CFG_SIZE, "0", offsetof(struct lb_config, smtp_size), NULL,
+	  "L7 submission: SIZE advertised in EHLO (the frontends' limit); 0 = none." },
+	{ "tls_cert", PN_CFG_STRING, "", offsetof(struct lb_config, tls_cert), NULL,
+	  "PEM certificate chain for TLS at the balancer (L7 listeners)." },
+	{ "tls_key", PN_CFG_STRING, "", offsetof(struct lb_config, tls_key), NULL,
+	  "PEM private key of tls_cert." },
+	{ "tls_sni", PN_CFG_LIST, "", offsetof(struct lb_config, tls_sni), check_sni,
+	  "Tenant certificates by SNI: name=file.pem (chain and key in one file; "
+	  "name may be *.domain); clients asking for another name get tls_cert." },
 };
 const size_t lb_config_def_count = PN_CONFIG_COUNT(lb_config_defs);
 

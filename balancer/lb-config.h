@@ -54,6 +54,10 @@ struct lb_proto_info {
 	/* Probe: the greeting starts with this, then we say logout. */
 	const char *greeting_prefix;
 	const char *logout;
+	/* L7: the client did not log in within login_timeout. */
+	const char *login_timeout;
+	/* L7 mode is possible (a protocol with a login: not MX, not LMTP). */
+	bool has_login;
 };
 
 extern const struct lb_proto_info lb_protos[LB_PROTO_COUNT];
@@ -90,7 +94,20 @@ struct lb_config {
 	int64_t max_connections_per_source;
 	int64_t max_rate_per_source;	/* new connections per second */
 	uint64_t relay_buffer;		/* bytes queued per direction */
+	struct pn_config_list l7;	/* listeners in L7 mode, by protocol name */
+	int l7_route;			/* enum lb_l7_route */
+	bool l7_require_tls;
+	uint64_t login_timeout_ms;
+	uint64_t smtp_size;
+	char *tls_cert;
+	char *tls_key;
+	struct pn_config_list tls_sni;	/* "name=file.pem" (chain and key) */
 };
+
+enum lb_l7_route { LB_ROUTE_USER = 0, LB_ROUTE_DOMAIN };
+
+/* Protocol index by name ("imaps"), or -1. */
+int lb_proto_by_name(const char *name);
 
 extern const struct pn_config_def lb_config_defs[];
 extern const size_t lb_config_def_count;

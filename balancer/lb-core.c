@@ -22,6 +22,7 @@
 
 #include "postern/hash.h"
 #include "postern/log.h"
+#include "postern/tls.h"
 
 #define LISTEN_BACKLOG 4096
 #define SWEEP_INTERVAL_MS 10000
@@ -80,11 +81,20 @@ static int metrics_init(struct lb *lb, const char **error_r)
 	    "limit_rate).", refused_labels);
 	ADD(active, PN_METRIC_GAUGE, "connections_active", "Client connections open now.",
 	    NULL);
+	ADD(tls_handshakes, PN_METRIC_COUNTER, "listener_tls_handshakes_total",
+	    "TLS handshakes completed at the balancer (L7 listeners).", proto_labels);
+	ADD(login_failures, PN_METRIC_COUNTER, "listener_login_failures_total",
+	    "Logins the frontend refused (L7 listeners).", proto_labels);
 	ADD(reloads, PN_METRIC_COUNTER, "reloads_total", "Configuration reloads (SIGHUP).",
 	    result_labels);
 #undef ADD
-	for (int p = 0; p < LB_PROTO_COUNT; p++)
+	for (int p = 0; p < LB_PROTO_COUNT; p++) {
 		m->accepted_s[p] = pn_metric_series(m->accepted, PN_LABELS(lb_protos[p].name));
+		m->tls_handshakes_s[p] = pn_metric_series(m->tls_handshakes,
+							  PN_LABELS(lb_protos[p].name));
+		m->login_failures_s[p] = pn_metric_series(m->login_failures,
+							  PN_LABELS(lb_protos[p].name));
+	}
 	m->active_s = pn_metric_series(m->active, NULL);
 	pn_metric_series(m->reloads, PN_LABELS("ok"));
 	pn_metric_series(m->reloads, PN_LABELS("failed"));
@@ -258,6 +268,17 @@ static int publish(struct lb *lb, const struct lb_topology *t)
 	s->relay_buffer = (uint32_t)lb->cfg.relay_buffer;
 	s->connect_timeout_ms = lb->cfg.connect_timeout_ms;
 	s->idle_timeout_ms = lb->cfg.idle_timeout_ms;
+	for (size_t i = 0; i < lb->cfg.l7.count; i++) {
+		int p = lb_proto_by_name(lb->cfg.l7.items[i]);
+
+		if (p >= 0)
+			s->l7[p] = true;
+	}
+	s->l7_route = (enum lb_l7_route)lb->cfg.l7_route;
+	s->l7_require_tls = lb->cfg.l7_require_tls;
+	s->login_timeout_ms = lb->cfg.login_timeout_ms;
+	s->smtp_size = lb->cfg.smtp_size;
+	snprintf(s->hostname, sizeof(s->hostname), "%s", lb->cfg.node);
 	for (size_t i = 0; i < t->n; i++) {
 		struct lb_server *srv = lb_server_find(lb, t->servers[i].name);
 
@@ -391,6 +412,8 @@ unsigned int lb_connections(struct lb *lb)
 
 /* ---- reload ---- */
 
+static int apply_sni(struct lb *lb, const struct lb_config *cfg, const char **error_r);
+
 static void limits_settings(const struct lb_config *cfg, struct lb_limits_settings *set)
 {
 	memset(set, 0, sizeof(*set));
@@ -439,6 +462,19 @@ void lb_reload(struct lb *lb)
 		cfg.threads = lb->cfg.threads;
 		cfg.admin_control = lb->cfg.admin_control;
 	}
+	{
+		struct pn_config_list tmp = cfg.l7;
+
+		cfg.l7 = lb->cfg.l7;
+		lb->cfg.l7 = tmp;
+	}
+	if (lb->tls != NULL && cfg.tls_cert[0] != '\0' &&
+	    pn_tls_ctx_reload(lb->tls, cfg.tls_cert,
+			      cfg.tls_key[0] != '\0' ? cfg.tls_key : cfg.tls_cert, &err) < 0)
+		pn_error("event=tls_reload_failed error=\"%s\" note=\"the old certificate "
+			 "stays\"", err);
+	if (apply_sni(lb, &cfg, &err) < 0)
+		pn_error("event=tls_sni_reload_failed error=\"%s\"", err);
 	lb_config_free(&lb->cfg);
 	lb->cfg = cfg;
 	pn_log_set_level((enum pn_log_level)cfg.log_level);
@@ -579,6 +615,20 @@ static const struct pn_io_handlers signal_handlers = { .on_poll = on_signal };
 
 /* ---- start and end ---- */
 
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		/* "::" and "::ffff:0.0.0.0" */
+		return IN6_IS_ADDR_UNSPECIFIED(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr32[3] == 0);
+	}
+	return true;
+}
+
 /* Binds every enabled listener for one worker. For port 0 the first
  * worker's port is used by the others (SO_REUSEPORT needs the same). */
 static int open_listeners(struct lb *lb, int *fds, const char **error_r)
@@ -625,9 +675,12 @@ static int open_listeners(struct lb *lb, int *fds, const char **error_r)
 			struct sockaddr_storage bound;
 			socklen_t blen = sizeof(bound);
 
-			if (getsockname(fds[p], (struct sockaddr *)&bound, &blen) == 0)
+			if (getsockname(fds[p], (struct sockaddr *)&bound, &blen) == 0) {
 				pn_format_addr((struct sockaddr *)&bound, lb->listen_text[p],
 					       sizeof(lb->listen_text[p]));
+				memcpy(&lb->listen_ss[p], &bound, sizeof(bound));
+				lb->listen_fixed[p] = !is_wildcard(&bound);
+			}
 		}
 	}
 	return 0;
@@ -641,6 +694,85 @@ void lb_health_schedule_new(struct lb *lb, uint64_t *next_check_ms, uint64_t now
 
 	spread = spread * 6364136223846793005ull + 1442695040888963407ull;
 	*next_check_ms = now + (interval > 0 ? (spread >> 33) % interval : 0);
+}
+
+/* Makes the SNI table of lb->tls match cfg->tls_sni: adds (or replaces)
+ * every listed name, removes the ones no longer listed. Returns 0, or -1
+ * with *error_r (a bad file: names before it are in place). */
+static int apply_sni(struct lb *lb, const struct lb_config *cfg, const char **error_r)
+{
+	static __thread char msg[512];
+	char **names;
+	size_t n = 0;
+
+	if (lb->tls == NULL) {
+		if (cfg->tls_sni.count == 0)
+			return 0;
+		*error_r = "tls_sni needs tls_cert (and an l7 listener)";
+		return -1;
+	}
+	names = calloc(cfg->tls_sni.count + 1, sizeof(*names));
+	if (names == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->tls_sni.count; i++) {
+		const char *item = cfg->tls_sni.items[i], *eq = strchr(item, '=');
+		const char *err = NULL;
+
+		names[n] = strndup(item, (size_t)(eq - item));
+		if (names[n] == NULL ||
+		    pn_tls_ctx_add_sni(lb->tls, names[n], eq + 1, eq + 1, &err) < 0) {
+			snprintf(msg, sizeof(msg), "tls_sni %s: %s", item,
+				 err != NULL ? err : "out of memory");
+			*error_r = msg;
+			for (size_t k = 0; k <= n; k++)
+				free(names[k]);
+			free(names);
+			return -1;
+		}
+		n++;
+	}
+	for (size_t i = 0; i < lb->sni_count; i++) {
+		bool keep = false;
+
+		for (size_t k = 0; k < n && !keep; k++)
+			keep = strcmp(lb->sni_names[i], names[k]) == 0;
+		if (!keep)
+			pn_tls_ctx_remove_sni(lb->tls, lb->sni_names[i]);
+		free(lb->sni_names[i]);
+	}
+	free(lb->sni_names);
+	lb->sni_names = names;
+	lb->sni_count = n;
+	return 0;
+}
+
+/* The L7 server context, when a certificate is configured. */
+static int tls_init(struct lb *lb, const char **error_r)
+{
+	struct pn_tls_settings set;
+	static __thread char msg[256];
+
+	for (size_t i = 0; i < lb->cfg.l7.count; i++) {
+		int p = lb_proto_by_name(lb->cfg.l7.items[i]);
+
+		if (p >= 0 && lb_protos[p].implicit_tls && lb->cfg.tls_cert[0] == '\0') {
+			snprintf(msg, sizeof(msg), "l7 on %s needs tls_cert and tls_key",
+				 lb_protos[p].name);
+			*error_r = msg;
+			return -1;
+		}
+	}
+	if (lb->cfg.l7.count == 0 || lb->cfg.tls_cert[0] == '\0')
+		return apply_sni(lb, &lb->cfg, error_r);
+	memset(&set, 0, sizeof(set));
+	set.cert_file = lb->cfg.tls_cert;
+	set.key_file = lb->cfg.tls_key[0] != '\0' ? lb->cfg.tls_key : lb->cfg.tls_cert;
+	lb->tls = pn_tls_ctx_new_server(&set, error_r);
+	if (lb->tls == NULL)
+		return -1;
+	return apply_sni(lb, &lb->cfg, error_r);
 }
 
 int lb_init(struct lb *lb, const char **error_r)
@@ -663,6 +795,8 @@ int lb_init(struct lb *lb, const char **error_r)
 	limits_settings(&lb->cfg, &ls);
 	lb->limits = lb_limits_new(&ls, error_r);
 	if (lb->limits == NULL)
+		goto fail;
+	if (tls_init(lb, error_r) < 0)
 		goto fail;
 	lb->loop = pn_loop_new(NULL, error_r);
 	if (lb->loop == NULL)
@@ -803,6 +937,12 @@ void lb_free(struct lb *lb)
 	free(atomic_load(&lb->snap));
 	atomic_store(&lb->snap, NULL);
 	lb_limits_free(&lb->limits);
+	for (size_t i = 0; i < lb->sni_count; i++)
+		free(lb->sni_names[i]);
+	free(lb->sni_names);
+	lb->sni_names = NULL;
+	lb->sni_count = 0;
+	pn_tls_ctx_free(&lb->tls);
 	pn_metrics_free(&lb->metrics);
 	lb_config_free(&lb->cfg);
 }

@@ -557,6 +557,8 @@ int lb_replay_imap_step(struct lb_replay *r, struct lb_replay_event *ev)
 	if (full > tl && memcmp(p, r->cred.tag, tl) == 0 && p[tl] == ' ') {
 		r->state = RS_DONE;
 		r->pending = LB_REPLAY_DONE;
+		r->login_ok = full >= tl + 3 && (p[tl + 1] | 0x20) == 'o' &&
+			      (p[tl + 2] | 0x20) == 'k';
 	}
 	k = lb_replay_emit(r, ev, LB_REPLAY_FORWARD, p, full);
 	pn_buf_consume(&r->in, full);

@@ -76,6 +76,7 @@ struct lb_replay {
 	enum replay_state state;
 	enum lb_replay_ev_type pending;
 	bool cont_sent;			/* answered a continuation already */
+	bool login_ok;			/* the answer was a success */
 	bool failed;
 	const char *fail_reason;
 	size_t reply_start;		/* SMTP: start of a multi-line reply in out */

@@ -222,6 +222,7 @@ int lb_replay_pop3_step(struct lb_replay *r, struct lb_replay_event *ev)
 		return lb_replay_fail(r, ev, "not a POP3 answer");
 	r->state = RS_DONE;
 	r->pending = LB_REPLAY_DONE;
+	r->login_ok = starts(p, full, "+OK");
 	k = lb_replay_emit(r, ev, LB_REPLAY_FORWARD, p, full);
 	pn_buf_consume(&r->in, full);
 	return k;

@@ -287,6 +287,7 @@ int lb_replay_smtp_step(struct lb_replay *r, struct lb_replay_event *ev)
 		}
 		r->state = RS_DONE;
 		r->pending = LB_REPLAY_DONE;
+		r->login_ok = code == 235;
 		k = lb_replay_emit(r, ev, LB_REPLAY_FORWARD, pn_buf_rptr(&r->in), len);
 		pn_buf_consume(&r->in, len);
 		return k;

@@ -345,6 +345,11 @@ int lb_replay_feed(struct lb_replay *r, const void *data, size_t len)
 	return 0;
 }
 
+bool lb_replay_login_ok(const struct lb_replay *r)
+{
+	return r->login_ok;
+}
+
 void lb_replay_rest(const struct lb_replay *r, const uint8_t **data_r, size_t *len_r)
 {
 	*len_r = pn_buf_len(&r->in);

@@ -149,6 +149,8 @@ void lb_replay_free(struct lb_replay **r);
  * reports FAIL). */
 int lb_replay_feed(struct lb_replay *r, const void *data, size_t len);
 int lb_replay_next(struct lb_replay *r, struct lb_replay_event *ev_r);
+/* After LB_REPLAY_DONE: whether the frontend accepted the login. */
+bool lb_replay_login_ok(const struct lb_replay *r);
 /* Upstream bytes after the login answer (valid until free). */
 void lb_replay_rest(const struct lb_replay *r, const uint8_t **data_r, size_t *len_r);
 

@@ -1,33 +1,45 @@
 /* The relay threads: each one runs a loop with its own SO_REUSEPORT
- * listener per protocol and relays the connections it accepts (L4).
+ * listener per protocol and serves the connections it accepts.
  *
- * A connection: accept, check the limits, pick a backend (lb-algo.h over
- * the current snapshot), connect with a timeout, send the PROXY v2 header
- * (client and local address), then relay bytes both ways.
+ * L4 (the default): accept, check the limits, pick a backend (lb-algo.h
+ * over the current snapshot), connect with a timeout, send the PROXY v2
+ * header (client and local address), then relay bytes both ways.
+ *
+ * L7 (listeners named in `l7`): the balancer terminates TLS (implicit, or
+ * STARTTLS) with the TLS engine on memory BIOs, speaks the protocol itself
+ * up to the login (lb-login.h), picks the backend by consistent hashing of
+ * the user (or domain) with bounded loads, connects, sends PROXY v2 with
+ * the TLS facts as TLVs, replays the login, passes the frontend's answer
+ * on, and relays from then on (decrypting and encrypting on the client
+ * side). A failed login reads exactly as the frontend wrote it.
  *
  * Relaying uses the loop's provided-buffer multishot receive: a received
  * chunk is sent on at once with a non-blocking send() from the receive
  * callback; only what the other side cannot take now is copied into that
  * direction's queue, and a POLLOUT poll flushes it. A queue that reaches
  * relay_buffer stops receiving from its source (backpressure) until it has
- * drained below half. An idle connection holds no buffer at all.
+ * drained below half. An idle L4 connection holds no buffer at all (an L7
+ * one holds its TLS session).
  *
  * Failover: until the first byte from the upstream has been passed to the
- * client, the client's bytes are also kept (up to relay_buffer) so that a
- * connection refused, reset, timed out or closed by the upstream is retried
- * on the next eligible backend without the client noticing; each such
- * failure is reported to the health checker (passive check) and takes the
- * backend out of rotation at once. With nothing left to try, the client
- * gets its protocol's temporary refusal (implicit-TLS listeners just
- * close: a plaintext line would mean nothing to a TLS client).
+ * client, a connection refused, reset, timed out or closed by the upstream
+ * (in L7 also a refusing greeting) is retried on the next eligible backend
+ * without the client noticing; in L4 the client's bytes sent meanwhile
+ * are kept (up to relay_buffer) and replayed, in L7 the login is replayed.
+ * Each such failure is reported to the health checker (passive check) and
+ * takes the backend out of rotation at once. With nothing left to try, the
+ * client gets its protocol's temporary refusal (L4 implicit-TLS listeners
+ * just close: a plaintext line would mean nothing to a TLS client).
  *
- * End of stream is passed on as shutdown(SHUT_WR) once the queue toward
- * that side is empty; the connection closes when both directions have
- * ended. An error (reset) on one side resets the other (SO_LINGER 0).
- * After one direction ended the idle timeout shrinks to LB_FIN_TIMEOUT_MS.
+ * End of stream is passed on as shutdown(SHUT_WR) (after close_notify on
+ * a TLS client side) once the queue toward that side is empty; the
+ * connection closes when both directions have ended. An error (reset) on
+ * one side resets the other (SO_LINGER 0). After one direction ended the
+ * idle timeout shrinks to LB_FIN_TIMEOUT_MS.
  */
 #include "lb.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -36,15 +48,28 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lb-login.h"
 #include "postern/buf.h"
+#include "postern/hash.h"
 #include "postern/log.h"
 #include "postern/proxy.h"
+#include "postern/tls.h"
 
 #define LB_FIN_TIMEOUT_MS 30000
 #define LB_REFUSE_LINGER_MS 2000
-#define QUEUE_SLACK (64 * 1024)	/* a receive chunk, a header */
+#define QUEUE_SLACK (64 * 1024)	/* a receive chunk, a header, a TLS flight */
+#define TLS_CHUNK 16384
+#define RELAY_RECV_BUF (64 * 1024)
+#define RELAY_RECV_BUFS 256	/* 16 MiB per relay thread */
 
-enum conn_state { CONN_CONNECTING = 0, CONN_RELAY, CONN_REFUSING, CONN_CLOSING };
+enum conn_state {
+	CONN_PRELOGIN = 0,	/* L7: our own dialogue with the client */
+	CONN_CONNECTING,	/* connecting to an upstream */
+	CONN_REPLAY,		/* L7: replaying the login to the upstream */
+	CONN_RELAY,
+	CONN_REFUSING,		/* our last words sent, waiting for the close */
+	CONN_CLOSING,
+};
 
 struct lb_dir {
 	struct pn_buf q;	/* bytes the destination could not take yet */
@@ -62,20 +87,29 @@ struct lb_conn {
 	uint8_t attempts;
 	uint8_t open_ios;
 	bool answered;		/* an upstream byte went to the client */
-	bool no_retry;		/* the client's bytes no longer fit the replay */
+	bool no_retry;		/* L4: the client's bytes no longer fit the replay */
 	bool crecv, urecv;
 	bool admitted, tracked;	/* counted by the limits */
+	bool l7;
+	bool tls_counted;
+	bool goodbye_pending;	/* close_notify waits for the handshake */
 	uint8_t proxy;
 	uint32_t relay_buffer;
-	uint64_t idle_timeout_ms, connect_timeout_ms;
+	uint64_t idle_timeout_ms, connect_timeout_ms, login_deadline_ms;
 	pn_io_id cio, uio;
 	int cfd, ufd;
 	struct lb_backend *be;
 	const struct lb_backend *tried[LB_MAX_ATTEMPTS];
 	struct lb_dir c2u, u2c;
-	struct pn_buf replay;	/* the client's bytes while not answered */
+	struct pn_buf replay;	/* L4: the client's bytes while not answered */
 	uint64_t last_ms;
 	uint64_t connect_start_ms;
+	/* L7 */
+	struct pn_tls_conn *tls;	/* client side, once TLS is on */
+	struct lb_login *login;		/* until the login is answered */
+	struct lb_replay *rp;		/* while replaying it */
+	struct pn_buf held;		/* client plaintext waiting for the relay */
+	uint64_t route_key;
 	struct sockaddr_storage caddr;
 	socklen_t caddr_len;
 };
@@ -83,6 +117,7 @@ struct lb_conn {
 static void conn_close(struct lb_conn *c, bool reset);
 static void conn_start_upstream(struct lb_conn *c);
 static void conn_update_recv(struct lb_conn *c);
+static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason);
 
 static struct pn_loop *conn_loop(const struct lb_conn *c)
 {
@@ -108,14 +143,16 @@ static void worker_refresh_pickers(struct lb_worker *w, const struct lb_snapshot
 	for (int p = 0; p < LB_PROTO_COUNT; p++) {
 		struct lb_node nodes[LB_POOL_MAX];
 		const struct lb_pool *pool = &s->pool[p];
+		/* L7 routes users: consistent hashing with bounded loads. */
+		enum lb_algo algo = s->l7[p] ? LB_ALGO_CHASH : s->algo;
 
 		for (size_t i = 0; i < pool->n; i++)
 			nodes[i] = (struct lb_node){ pool->be[i]->id, 0, 0 };
-		if (lb_picker_init(&w->pickers[p], s->algo, nodes, pool->n, s->balance_pct,
+		if (lb_picker_init(&w->pickers[p], algo, nodes, pool->n, s->balance_pct,
 				   &err) < 0) {
 			pn_error("event=picker_failed worker=%u error=%s", w->idx, err);
 			w->pickers_ok = false;
-		} else if (s->algo == LB_ALGO_ROUNDROBIN) {
+		} else if (algo == LB_ALGO_ROUNDROBIN) {
 			lb_rr_stagger(&w->pickers[p].rr, w->idx);
 		}
 	}
@@ -151,7 +188,8 @@ static struct lb_backend *pick_backend(struct lb_conn *c, const struct lb_snapsh
 			atomic_load_explicit(&be->active, memory_order_relaxed) };
 	}
 	k = lb_picker_pick(&w->pickers[c->proto], nodes, pool->n,
-			   lb_source_key((const struct sockaddr *)&c->caddr));
+			   c->l7 ? c->route_key :
+				   lb_source_key((const struct sockaddr *)&c->caddr));
 	return k < 0 ? NULL : pool->be[k];
 }
 
@@ -187,12 +225,50 @@ static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int d
 	}
 	if (len == 0)
 		return 0;
-	if (pn_buf_append(&d->q, data, len) < 0)
-		return -1; /* cannot happen: the source stops at relay_buffer */
+	if (pn_buf_append(&d->q, data, len) < 0) {
+		errno = ENOBUFS; /* cannot happen: the source stops at relay_buffer */
+		return -1;
+	}
 	if (!d->polling) {
 		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0)
 			return -1;
 		d->polling = true;
+	}
+	return 0;
+}
+
+/* Moves the TLS engine's ciphertext toward the client. */
+static int tls_flush(struct lb_conn *c)
+{
+	uint8_t buf[TLS_CHUNK];
+
+	while (c->tls != NULL && pn_tls_pending_out(c->tls) > 0) {
+		size_t n = pn_tls_take_out(c->tls, buf, sizeof(buf));
+
+		if (dir_write(c, &c->u2c, c->cio, c->cfd, buf, n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Plaintext for the client: through TLS when it is on. Returns 0 or -1. */
+static int client_out(struct lb_conn *c, const uint8_t *data, size_t len)
+{
+	const char *err = NULL;
+
+	if (c->tls == NULL)
+		return dir_write(c, &c->u2c, c->cio, c->cfd, data, len);
+	while (len > 0) {
+		ssize_t n = pn_tls_write(c->tls, data, len, &err);
+
+		if (n < 0)
+			return -1;
+		if (tls_flush(c) < 0)
+			return -1;
+		if (n == 0 && pn_tls_pending_out(c->tls) == 0)
+			return -1; /* no progress possible */
+		data += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -207,7 +283,7 @@ static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
 		if (c->idle_timeout_ms > LB_FIN_TIMEOUT_MS)
 			c->idle_timeout_ms = LB_FIN_TIMEOUT_MS;
 	}
-	if (c->c2u.shut && c->u2c.shut)
+	if (c->state == CONN_RELAY && c->c2u.shut && c->u2c.shut)
 		conn_close(c, false);
 }
 
@@ -216,7 +292,7 @@ static void dir_flush(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int 
 		      int revents)
 {
 	d->polling = false;
-	if (c->state != CONN_RELAY)
+	if (c->state == CONN_CLOSING)
 		return;
 	if (revents < 0) {
 		conn_close(c, true);
@@ -244,7 +320,7 @@ static void dir_flush(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int 
 		pn_buf_free(&d->q); /* idle connections hold no buffer */
 	}
 	conn_update_recv(c);
-	if (c->state == CONN_RELAY)
+	if (c->state == CONN_RELAY || (c->state == CONN_REFUSING && d == &c->u2c))
 		dir_maybe_shut(c, d, dst_fd);
 }
 
@@ -283,7 +359,64 @@ static void conn_update_recv(struct lb_conn *c)
 	}
 }
 
+static int client_recv_on(struct lb_conn *c)
+{
+	if (c->crecv)
+		return 0;
+	if (pn_io_recv(conn_loop(c), c->cio) < 0)
+		return -1;
+	c->crecv = true;
+	return 0;
+}
+
+static void client_recv_off(struct lb_conn *c)
+{
+	if (!c->crecv)
+		return;
+	pn_io_recv_stop(conn_loop(c), c->cio);
+	c->crecv = false;
+}
+
 /* ---- refusing ---- */
+
+/* Says msg (may be NULL) and ends the client's side gracefully: the write
+ * side is shut once msg went out (after close_notify on TLS), and we read
+ * (dropping it) until the client closes, so that unread bytes do not turn
+ * our close into a reset that destroys the message. */
+static void conn_say_goodbye(struct lb_conn *c, const char *msg)
+{
+	const char *err = NULL;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (c->tls == NULL && lb_protos[c->proto].implicit_tls) {
+		/* L4 on a TLS port: a plaintext line would mean nothing. */
+		conn_close(c, false);
+		return;
+	}
+	c->state = CONN_REFUSING;
+	if (msg != NULL && client_out(c, (const uint8_t *)msg, strlen(msg)) < 0) {
+		conn_close(c, false);
+		return;
+	}
+	if (c->tls != NULL && !pn_tls_handshake_done(c->tls)) {
+		/* The words are held until the handshake is done: shutting
+		 * down now would drop them (client_tls_in finishes this). */
+		c->goodbye_pending = true;
+	} else {
+		if (c->tls != NULL && (pn_tls_shutdown(c->tls, &err) < 0 || tls_flush(c) < 0)) {
+			conn_close(c, false);
+			return;
+		}
+		c->u2c.eof = true;
+		dir_maybe_shut(c, &c->u2c, c->cfd);
+	}
+	if (client_recv_on(c) < 0) {
+		conn_close(c, false);
+		return;
+	}
+	pn_io_timer_set(conn_loop(c), c->cio, LB_REFUSE_LINGER_MS);
+}
 
 static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason)
 {
@@ -296,27 +429,7 @@ static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason)
 	pn_info("event=refused proto=%s peer=%s reason=%s attempts=%u",
 		lb_protos[c->proto].name, peer_text(c, peer, sizeof(peer)), reason,
 		c->attempts);
-	if (lb_protos[c->proto].implicit_tls || msg == NULL) {
-		conn_close(c, false);
-		return;
-	}
-	/* A fresh socket with an empty send buffer takes one line at once. */
-	if (send(c->cfd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-		conn_close(c, false);
-		return;
-	}
-	shutdown(c->cfd, SHUT_WR);
-	/* Read (and drop) until the client closes, so that unread bytes do
-	 * not turn our close into a reset that destroys the refusal. */
-	c->state = CONN_REFUSING;
-	if (!c->crecv) {
-		if (pn_io_recv(conn_loop(c), c->cio) < 0) {
-			conn_close(c, false);
-			return;
-		}
-		c->crecv = true;
-	}
-	pn_io_timer_set(conn_loop(c), c->cio, LB_REFUSE_LINGER_MS);
+	conn_say_goodbye(c, msg);
 }
 
 /* ---- closing ---- */
@@ -359,6 +472,18 @@ static void worker_maybe_exit(struct lb_worker *w)
 		pn_loop_stop(w->loop);
 }
 
+static void conn_free(struct lb_conn *c)
+{
+	pn_buf_free(&c->c2u.q);
+	pn_buf_free(&c->u2c.q);
+	pn_buf_free(&c->replay);
+	pn_buf_free(&c->held);
+	pn_tls_conn_free(&c->tls);
+	lb_login_free(&c->login);
+	lb_replay_free(&c->rp);
+	free(c);
+}
+
 static void conn_io_closed(void *ctx)
 {
 	struct lb_conn *c = ctx;
@@ -372,10 +497,7 @@ static void conn_io_closed(void *ctx)
 		w->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	pn_buf_free(&c->c2u.q);
-	pn_buf_free(&c->u2c.q);
-	pn_buf_free(&c->replay);
-	free(c);
+	conn_free(c);
 	w->nconns--;
 	atomic_store_explicit(&w->nconns_shared, w->nconns, memory_order_relaxed);
 	worker_maybe_exit(w);
@@ -396,8 +518,8 @@ static void conn_upstream_failed(struct lb_conn *c, int err, const char *what)
 		 * turns this into a health state change. */
 		atomic_store(&be->passive_down, true);
 		atomic_fetch_add(&be->passive_fails, 1);
-		pn_warn("event=upstream_failed proto=%s backend=%s addr=%s peer=%s what=%s "
-			"error=%s", lb_protos[c->proto].name, be->name, be->addr_text,
+		pn_warn("event=upstream_failed proto=%s backend=%s addr=%s peer=%s what=\"%s\" "
+			"error=\"%s\"", lb_protos[c->proto].name, be->name, be->addr_text,
 			peer_text(c, peer, sizeof(peer)), what, strerror(err));
 		if (c->attempts < LB_MAX_ATTEMPTS)
 			c->tried[c->attempts++] = be;
@@ -410,6 +532,7 @@ static void conn_upstream_failed(struct lb_conn *c, int err, const char *what)
 		c->uio = PN_IO_NONE;
 		c->ufd = -1;
 	}
+	lb_replay_free(&c->rp);
 	if (c->no_retry || c->attempts >= LB_MAX_ATTEMPTS) {
 		conn_close(c, true);
 		return;
@@ -420,19 +543,52 @@ static void conn_upstream_failed(struct lb_conn *c, int err, const char *what)
 	c->c2u.shut = c->c2u.polling = c->c2u.stopped = false;
 	c->u2c.eof = false;
 	c->urecv = false;
-	if (c->crecv) {
-		pn_io_recv_stop(conn_loop(c), c->cio);
-		c->crecv = false;
-	}
+	client_recv_off(c);
 	c->state = CONN_CONNECTING;
 	conn_start_upstream(c);
+}
+
+static int proxy_header(struct lb_conn *c, uint8_t *hdr, size_t size)
+{
+	struct pn_proxy_header h;
+	socklen_t len = sizeof(h.dst);
+	const char *err = NULL;
+	int n;
+
+	pn_proxy_header_init(&h);
+	h.command = PN_PROXY_CMD_PROXY;
+	h.has_addrs = true;
+	memcpy(&h.src, &c->caddr, sizeof(h.src));
+	if (c->tls != NULL) {
+		/* The balancer terminated TLS: tell the frontend how. */
+		const char *v = pn_tls_protocol(c->tls), *ci = pn_tls_cipher(c->tls);
+		const char *sni = pn_tls_server_name(c->tls);
+
+		h.has_tls = true;
+		h.tls.client = PN_PP2_CLIENT_SSL;
+		h.tls.verify = 0;
+		snprintf(h.tls.version, sizeof(h.tls.version), "%s", v != NULL ? v : "");
+		snprintf(h.tls.cipher, sizeof(h.tls.cipher), "%s", ci != NULL ? ci : "");
+		if (sni != NULL)
+			snprintf(h.authority, sizeof(h.authority), "%s", sni);
+	}
+	if (c->w->lb->listen_fixed[c->proto])
+		memcpy(&h.dst, &c->w->lb->listen_ss[c->proto], sizeof(h.dst));
+	else if (getsockname(c->cfd, (struct sockaddr *)&h.dst, &len) < 0)
+		h.has_addrs = false;
+	if (!h.has_addrs || (n = pn_proxy_v2_encode(&h, hdr, size, &err)) < 0) {
+		/* Unknown families: say LOCAL rather than lie. */
+		pn_proxy_header_init(&h);
+		n = pn_proxy_v2_encode(&h, hdr, size, &err);
+	}
+	return n;
 }
 
 static void upstream_connected(void *ctx, int res)
 {
 	struct lb_conn *c = ctx;
 	struct pn_loop *loop = conn_loop(c);
-	uint8_t hdr[256];
+	uint8_t hdr[1024];
 	int hlen = 0;
 
 	if (c->state != CONN_CONNECTING)
@@ -441,30 +597,29 @@ static void upstream_connected(void *ctx, int res)
 		conn_upstream_failed(c, -res, "connect");
 		return;
 	}
-	pn_io_timer_cancel(loop, c->uio);
 	pn_histogram_observe(c->be->m_connect_seconds,
 			     (double)(pn_loop_now_ms(loop) - c->connect_start_ms) / 1000.0);
-	if (c->proxy == LB_PROXY_V2) {
-		struct pn_proxy_header h;
-		socklen_t len = sizeof(h.dst);
-		const char *err = NULL;
-
-		pn_proxy_header_init(&h);
-		h.command = PN_PROXY_CMD_PROXY;
-		h.has_addrs = true;
-		memcpy(&h.src, &c->caddr, sizeof(h.src));
-		if (getsockname(c->cfd, (struct sockaddr *)&h.dst, &len) < 0 ||
-		    (hlen = pn_proxy_v2_encode(&h, hdr, sizeof(hdr), &err)) < 0) {
-			/* Unknown families: say LOCAL rather than lie. */
-			pn_proxy_header_init(&h);
-			hlen = pn_proxy_v2_encode(&h, hdr, sizeof(hdr), &err);
+	if (c->proxy == LB_PROXY_V2)
+		hlen = proxy_header(c, hdr, sizeof(hdr));
+	if (hlen > 0 && dir_write(c, &c->c2u, c->uio, c->ufd, hdr, (size_t)hlen) < 0) {
+		conn_upstream_failed(c, errno, "send");
+		return;
+	}
+	if (c->l7) {
+		/* The login goes first; the client waits for its answer. */
+		c->rp = lb_replay_new(lb_protos[c->proto].family, lb_login_credentials(c->login));
+		if (c->rp == NULL || pn_io_recv(loop, c->uio) < 0) {
+			conn_close(c, true);
+			return;
 		}
+		c->urecv = true;
+		c->state = CONN_REPLAY;
+		return;
 	}
 	c->state = CONN_RELAY;
-	if ((hlen > 0 && dir_write(c, &c->c2u, c->uio, c->ufd, hdr, (size_t)hlen) < 0) ||
-	    (pn_buf_len(&c->replay) > 0 &&
-	     dir_write(c, &c->c2u, c->uio, c->ufd, pn_buf_rptr(&c->replay),
-		       pn_buf_len(&c->replay)) < 0)) {
+	if (pn_buf_len(&c->replay) > 0 &&
+	    dir_write(c, &c->c2u, c->uio, c->ufd, pn_buf_rptr(&c->replay),
+		      pn_buf_len(&c->replay)) < 0) {
 		conn_upstream_failed(c, errno, "send");
 		return;
 	}
@@ -473,28 +628,98 @@ static void upstream_connected(void *ctx, int res)
 		dir_maybe_shut(c, &c->c2u, c->ufd);
 }
 
-static void upstream_timer(void *ctx)
+/* L7: the login was answered; from here on it is a relay. */
+static void l7_relay(struct lb_conn *c)
 {
-	struct lb_conn *c = ctx;
+	struct lb *lb = c->w->lb;
+	const uint8_t *rest;
+	size_t len;
 
-	if (c->state == CONN_CONNECTING)
-		conn_upstream_failed(c, ETIMEDOUT, "connect");
+	if (!lb_replay_login_ok(c->rp))
+		pn_counter_inc(lb->m.login_failures_s[c->proto]);
+	lb_replay_rest(c->rp, &rest, &len);
+	c->state = CONN_RELAY;
+	if ((len > 0 && client_out(c, rest, len) < 0) ||
+	    (pn_buf_len(&c->held) > 0 &&
+	     dir_write(c, &c->c2u, c->uio, c->ufd, pn_buf_rptr(&c->held),
+		       pn_buf_len(&c->held)) < 0)) {
+		conn_close(c, true);
+		return;
+	}
+	pn_buf_free(&c->held);
+	lb_replay_free(&c->rp);
+	lb_login_free(&c->login);
+	/* From login to relay: the idle timeout takes over. */
+	pn_io_timer_set(conn_loop(c), c->cio, c->idle_timeout_ms);
+	conn_update_recv(c);
+}
+
+static void l7_replay_recv(struct lb_conn *c, const uint8_t *data, size_t len)
+{
+	struct lb_replay_event ev;
+	int k;
+
+	lb_replay_feed(c->rp, data, len);
+	while ((k = lb_replay_next(c->rp, &ev)) == 1) {
+		switch (ev.type) {
+		case LB_REPLAY_SEND:
+			if (dir_write(c, &c->c2u, c->uio, c->ufd, ev.data, ev.len) < 0) {
+				conn_upstream_failed(c, errno, "send");
+				return;
+			}
+			break;
+		case LB_REPLAY_FORWARD:
+			c->answered = true;
+			if (client_out(c, ev.data, ev.len) < 0) {
+				conn_close(c, true);
+				return;
+			}
+			break;
+		case LB_REPLAY_DONE:
+			l7_relay(c);
+			return;
+		case LB_REPLAY_FAIL:
+			if (c->answered) {
+				conn_close(c, true);
+				return;
+			}
+			conn_upstream_failed(c, EPROTO, ev.reason);
+			return;
+		}
+	}
+}
+
+/* The upstream's stream ended: pass it on (close_notify first on TLS). */
+static void upstream_eof(struct lb_conn *c)
+{
+	const char *err = NULL;
+
+	c->u2c.eof = true;
+	if (c->tls != NULL && (pn_tls_shutdown(c->tls, &err) < 0 || tls_flush(c) < 0)) {
+		conn_close(c, true);
+		return;
+	}
+	dir_maybe_shut(c, &c->u2c, c->cfd);
 }
 
 static void upstream_recv(void *ctx, const uint8_t *data, ssize_t len)
 {
 	struct lb_conn *c = ctx;
 
-	if (c->state != CONN_RELAY)
+	if (c->state != CONN_RELAY && c->state != CONN_REPLAY)
 		return;
 	if (len > 0) {
 		c->last_ms = pn_loop_now_ms(conn_loop(c));
+		pn_counter_add(c->be->m_bytes_from, (uint64_t)len);
+		if (c->state == CONN_REPLAY) {
+			l7_replay_recv(c, data, (size_t)len);
+			return;
+		}
 		if (!c->answered) {
 			c->answered = true;
 			pn_buf_free(&c->replay);
 		}
-		pn_counter_add(c->be->m_bytes_from, (uint64_t)len);
-		if (dir_write(c, &c->u2c, c->cio, c->cfd, data, (size_t)len) < 0) {
+		if (client_out(c, data, (size_t)len) < 0) {
 			conn_close(c, true);
 			return;
 		}
@@ -509,12 +734,11 @@ static void upstream_recv(void *ctx, const uint8_t *data, ssize_t len)
 				     len == 0 ? "closed" : "recv");
 		return;
 	}
-	if (len < 0) {
+	if (len < 0 || c->state != CONN_RELAY) {
 		conn_close(c, true);
 		return;
 	}
-	c->u2c.eof = true;
-	dir_maybe_shut(c, &c->u2c, c->cfd);
+	upstream_eof(c);
 }
 
 static void upstream_poll(void *ctx, int revents)
@@ -528,9 +752,22 @@ static const struct pn_io_handlers upstream_handlers = {
 	.on_recv = upstream_recv,
 	.on_connect = upstream_connected,
 	.on_poll = upstream_poll,
-	.on_timer = upstream_timer,
 	.on_close = conn_io_closed,
 };
+
+/* When the client timer is due: the connect deadline while connecting,
+ * the login deadline before the login is answered, else the idle one. */
+static uint64_t timer_due(const struct lb_conn *c, uint64_t now)
+{
+	uint64_t due;
+
+	if (c->state == CONN_RELAY || c->state == CONN_REFUSING)
+		return c->last_ms + c->idle_timeout_ms;
+	due = c->l7 ? c->login_deadline_ms : c->last_ms + c->idle_timeout_ms;
+	if (c->state == CONN_CONNECTING && c->connect_start_ms + c->connect_timeout_ms < due)
+		due = c->connect_start_ms + c->connect_timeout_ms;
+	return due > now ? due : now;
+}
 
 static void conn_start_upstream(struct lb_conn *c)
 {
@@ -567,51 +804,213 @@ static void conn_start_upstream(struct lb_conn *c)
 	c->ufd = fd;
 	c->open_ios++;
 	c->connect_start_ms = pn_loop_now_ms(loop);
-	if (pn_io_timer_set(loop, c->uio, c->connect_timeout_ms) < 0 ||
+	/* One timer per connection, on the client io: the connect deadline
+	 * now, the idle (or login) deadline later. Moving a deadline later
+	 * costs no ring operation, so an L4 connection sets its timer once. */
+	if (pn_io_timer_set(loop, c->cio, timer_due(c, c->connect_start_ms) -
+				     c->connect_start_ms) < 0 ||
 	    pn_io_connect(loop, c->uio, (const struct sockaddr *)&be->addr, be->addr_len) < 0)
 		conn_upstream_failed(c, errno, "connect");
 }
 
 /* ---- client side ---- */
 
-static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
+/* L7: the hash key of the login, by user or by domain, case-folded. */
+static uint64_t route_key(const struct lb_credentials *cred, enum lb_l7_route route)
 {
-	struct lb_conn *c = ctx;
+	const char *u = lb_credentials_route_user(cred);
+	char buf[LB_LOGIN_MAX_CRED + 1];
+	size_t n = 0;
 
-	if (c->state == CONN_REFUSING) {
-		if (len <= 0) {
-			c->crecv = false;
-			conn_close(c, false);
-		}
-		return;
+	if (route == LB_ROUTE_DOMAIN) {
+		const char *at = strrchr(u, '@');
+
+		if (at != NULL)
+			u = at + 1;
 	}
-	if (c->state != CONN_RELAY)
+	for (; u[n] != '\0' && n < LB_LOGIN_MAX_CRED; n++)
+		buf[n] = (char)tolower((unsigned char)u[n]);
+	return pn_hash64(buf, n, 0x6c372d726f757465ull /* "l7-route" */);
+}
+
+/* L7: carries out the login engine's events. */
+static void l7_login_events(struct lb_conn *c)
+{
+	struct lb *lb = c->w->lb;
+	struct lb_login_event ev;
+	const struct lb_snapshot *s;
+	const uint8_t *rest;
+	size_t rest_len;
+	const char *err = NULL;
+	int k;
+
+	while ((k = lb_login_next(c->login, &ev)) == 1) {
+		switch (ev.type) {
+		case LB_LOGIN_REPLY:
+			if (client_out(c, ev.data, ev.len) < 0) {
+				conn_close(c, true);
+				return;
+			}
+			break;
+		case LB_LOGIN_STARTTLS:
+			c->tls = pn_tls_conn_new(lb->tls, NULL, &err);
+			if (c->tls == NULL) {
+				pn_error("event=tls_failed error=\"%s\"", err);
+				conn_close(c, true);
+				return;
+			}
+			break;
+		case LB_LOGIN_AUTH:
+			s = atomic_load_explicit(&lb->snap, memory_order_acquire);
+			c->route_key = route_key(lb_login_credentials(c->login), s->l7_route);
+			lb_login_rest(c->login, &rest, &rest_len);
+			if (rest_len > 0 && pn_buf_append(&c->held, rest, rest_len) < 0) {
+				conn_close(c, true);
+				return;
+			}
+			client_recv_off(c);
+			c->state = CONN_CONNECTING;
+			conn_start_upstream(c);
+			return;
+		case LB_LOGIN_CLOSE:
+			conn_say_goodbye(c, NULL);
+			return;
+		}
+	}
+}
+
+/* Client plaintext (decrypted when TLS is on). */
+static void client_plain(struct lb_conn *c, const uint8_t *data, size_t len)
+{
+	switch (c->state) {
+	case CONN_PRELOGIN:
+		if (lb_login_feed(c->login, data, len) < 0) {
+			conn_close(c, false);
+			return;
+		}
+		l7_login_events(c);
 		return;
-	if (len > 0) {
-		c->last_ms = pn_loop_now_ms(conn_loop(c));
-		if (!c->answered && !c->no_retry &&
-		    pn_buf_append(&c->replay, data, (size_t)len) < 0) {
+	case CONN_CONNECTING:
+	case CONN_REPLAY:
+		/* L7: sent after the login, before its answer; the relay
+		 * passes it on. (L4 does not read the client here.) */
+		if (pn_buf_append(&c->held, data, len) < 0)
+			conn_close(c, true);
+		return;
+	case CONN_RELAY:
+		if (!c->answered && !c->l7 && !c->no_retry &&
+		    pn_buf_append(&c->replay, data, len) < 0) {
 			c->no_retry = true;
 			pn_buf_free(&c->replay);
 		}
 		pn_counter_add(c->be->m_bytes_to, (uint64_t)len);
-		if (dir_write(c, &c->c2u, c->uio, c->ufd, data, (size_t)len) < 0) {
+		if (dir_write(c, &c->c2u, c->uio, c->ufd, data, len) < 0) {
 			if (!c->answered)
 				conn_upstream_failed(c, errno, "send");
 			else
 				conn_close(c, true);
-			return;
 		}
-		conn_update_recv(c);
 		return;
+	default:
+		return; /* refusing: dropped */
 	}
-	c->crecv = false;
-	if (len < 0) {
-		conn_close(c, true);
+}
+
+/* The client's stream ended (TCP end, or TLS close_notify). */
+static void client_plain_eof(struct lb_conn *c)
+{
+	if (c->state != CONN_RELAY) {
+		conn_close(c, false);
 		return;
 	}
 	c->c2u.eof = true;
 	dir_maybe_shut(c, &c->c2u, c->ufd);
+}
+
+/* Ciphertext from the client: decrypt, hand on, send what TLS produced. */
+static void client_tls_in(struct lb_conn *c, const uint8_t *data, size_t len, bool eof)
+{
+	struct lb *lb = c->w->lb;
+	uint8_t buf[TLS_CHUNK];
+	struct pn_tls_conn *tls = c->tls;
+	const char *err = NULL;
+
+	if (eof)
+		pn_tls_feed_eof(tls);
+	else if (pn_tls_feed(tls, data, len, &err) < 0)
+		goto fail;
+	for (;;) {
+		ssize_t n = pn_tls_read(tls, buf, sizeof(buf), &err);
+
+		if (!c->tls_counted && pn_tls_handshake_done(tls)) {
+			c->tls_counted = true;
+			pn_counter_inc(lb->m.tls_handshakes_s[c->proto]);
+		}
+		if (n > 0) {
+			client_plain(c, buf, (size_t)n);
+			if (c->state == CONN_CLOSING || c->tls != tls)
+				return;
+			continue;
+		}
+		if (n == PN_TLS_AGAIN)
+			break;
+		if (n == PN_TLS_CLOSED) {
+			if (tls_flush(c) < 0) {
+				conn_close(c, true);
+				return;
+			}
+			client_plain_eof(c);
+			return;
+		}
+		goto fail;
+	}
+	if (c->goodbye_pending && pn_tls_handshake_done(tls)) {
+		c->goodbye_pending = false;
+		if (pn_tls_shutdown(tls, &err) < 0)
+			goto fail;
+		c->u2c.eof = true;
+	}
+	if (tls_flush(c) < 0) {
+		conn_close(c, true);
+		return;
+	}
+	if (c->state == CONN_REFUSING)
+		dir_maybe_shut(c, &c->u2c, c->cfd);
+	return;
+fail:
+	if (c->state != CONN_REFUSING && !eof) {
+		char peer[64];
+
+		pn_info("event=tls_error proto=%s peer=%s error=\"%s\"", lb_protos[c->proto].name,
+			peer_text(c, peer, sizeof(peer)), err != NULL ? err : "?");
+	}
+	tls_flush(c); /* the alert, if any */
+	conn_close(c, false);
+}
+
+static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
+{
+	struct lb_conn *c = ctx;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (len < 0) {
+		c->crecv = false;
+		conn_close(c, c->state == CONN_RELAY);
+		return;
+	}
+	if (len > 0)
+		c->last_ms = pn_loop_now_ms(conn_loop(c));
+	else
+		c->crecv = false;
+	if (c->tls != NULL)
+		client_tls_in(c, data, (size_t)len, len == 0);
+	else if (len > 0)
+		client_plain(c, data, (size_t)len);
+	else
+		client_plain_eof(c);
+	if (c->state == CONN_RELAY)
+		conn_update_recv(c);
 }
 
 static void client_poll(void *ctx, int revents)
@@ -626,16 +1025,34 @@ static void client_timer(void *ctx)
 	struct lb_conn *c = ctx;
 	struct pn_loop *loop = conn_loop(c);
 	uint64_t now = pn_loop_now_ms(loop), idle = now - c->last_ms;
+	char peer[64];
 
-	if (c->state == CONN_REFUSING) {
+	switch (c->state) {
+	case CONN_CLOSING:
+		return;
+	case CONN_REFUSING:
 		conn_close(c, false);
 		return;
-	}
-	if (c->state == CONN_CLOSING)
+	case CONN_CONNECTING:
+		if (c->uio != PN_IO_NONE && now >= c->connect_start_ms + c->connect_timeout_ms) {
+			conn_upstream_failed(c, ETIMEDOUT, "connect");
+			return;
+		}
+		/* fall through */
+	case CONN_PRELOGIN:
+	case CONN_REPLAY:
+		if (c->l7 && now >= c->login_deadline_ms) {
+			pn_info("event=login_timeout proto=%s peer=%s", lb_protos[c->proto].name,
+				peer_text(c, peer, sizeof(peer)));
+			conn_say_goodbye(c, lb_protos[c->proto].login_timeout);
+			return;
+		}
+		pn_io_timer_set(loop, c->cio, timer_due(c, now) - now);
 		return;
+	default:
+		break;
+	}
 	if (idle >= c->idle_timeout_ms) {
-		char peer[64];
-
 		pn_info("event=idle_timeout proto=%s peer=%s idle_ms=%llu",
 			lb_protos[c->proto].name, peer_text(c, peer, sizeof(peer)),
 			(unsigned long long)idle);
@@ -653,6 +1070,37 @@ static const struct pn_io_handlers client_handlers = {
 };
 
 /* ---- accepting ---- */
+
+/* L7: our greeting (through TLS on implicit-TLS ports). Returns 0 or -1. */
+static int l7_start(struct lb_conn *c, const struct lb_snapshot *s)
+{
+	struct lb *lb = c->w->lb;
+	struct lb_login_settings set = {
+		.family = lb_protos[c->proto].family,
+		.tls = lb_protos[c->proto].implicit_tls,
+		.starttls = lb->tls != NULL,
+		.require_tls = s->l7_require_tls,
+		.hostname = s->hostname,
+		.smtp_size = s->smtp_size,
+	};
+	const char *err = NULL;
+
+	if (set.tls) {
+		c->tls = pn_tls_conn_new(lb->tls, NULL, &err);
+		if (c->tls == NULL) {
+			pn_error("event=tls_failed error=\"%s\"", err);
+			return -1;
+		}
+	}
+	c->login = lb_login_new(&set);
+	if (c->login == NULL)
+		return -1;
+	c->state = CONN_PRELOGIN;
+	l7_login_events(c);
+	if (c->state == CONN_PRELOGIN && client_recv_on(c) < 0)
+		return -1;
+	return 0;
+}
 
 static void listener_accept(void *ctx, int fd)
 {
@@ -692,18 +1140,22 @@ static void listener_accept(void *ctx, int fd)
 	s = atomic_load_explicit(&lb->snap, memory_order_acquire);
 	c->w = w;
 	c->proto = l->proto;
+	c->state = CONN_CONNECTING;
 	c->cfd = fd;
 	c->ufd = -1;
 	c->uio = PN_IO_NONE;
 	c->open_ios = 1;
+	c->l7 = s->l7[l->proto];
 	c->proxy = (uint8_t)s->proxy;
 	c->relay_buffer = s->relay_buffer;
 	c->idle_timeout_ms = s->idle_timeout_ms;
 	c->connect_timeout_ms = s->connect_timeout_ms;
 	c->last_ms = pn_loop_now_ms(w->loop);
+	c->login_deadline_ms = c->last_ms + s->login_timeout_ms;
 	pn_buf_init(&c->c2u.q, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->u2c.q, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->replay, s->relay_buffer);
+	pn_buf_init(&c->held, s->relay_buffer);
 	c->next = w->conns;
 	if (w->conns != NULL)
 		w->conns->prev = c;
@@ -712,18 +1164,29 @@ static void listener_accept(void *ctx, int fd)
 	atomic_store_explicit(&w->nconns_shared, w->nconns, memory_order_relaxed);
 	pn_counter_inc(lb->m.accepted_s[l->proto]);
 	pn_gauge_inc(lb->m.active_s);
-	pn_io_timer_set(w->loop, c->cio, c->idle_timeout_ms);
+	if (c->l7)
+		pn_io_timer_set(w->loop, c->cio, s->login_timeout_ms);
+	/* (L4: conn_start_upstream sets the timer, to the connect deadline.) */
 
 	v = lb_limits_admit(lb->limits, (const struct sockaddr *)&c->caddr,
 			    pn_loop_now_ms(w->loop), &c->tracked);
+	if (v == LB_LIMIT_OK)
+		c->admitted = true;
+	/* (lb_init refuses L7 on implicit-TLS ports without a certificate.) */
+	if (c->l7 && ((lb->tls == NULL && lb_protos[l->proto].implicit_tls) ||
+		      l7_start(c, s) < 0)) {
+		conn_close(c, true);
+		return;
+	}
 	if (v != LB_LIMIT_OK) {
+		/* In L7 the greeting went first; the refusal follows it. */
 		conn_refuse(c, lb_protos[l->proto].refusal_limit,
 			    v == LB_LIMIT_TOTAL ? "limit_total" :
 			    v == LB_LIMIT_SOURCE ? "limit_source" : "limit_rate");
 		return;
 	}
-	c->admitted = true;
-	conn_start_upstream(c);
+	if (!c->l7)
+		conn_start_upstream(c);
 }
 
 static void listener_closed(void *ctx)
@@ -748,7 +1211,12 @@ int lb_worker_init(struct lb_worker *w, struct lb *lb, unsigned int idx,
 	memset(w, 0, sizeof(*w));
 	w->lb = lb;
 	w->idx = idx;
-	w->loop = pn_loop_new(NULL, error_r);
+	/* Larger receive buffers than the default: fewer completions and
+	 * sends per megabyte relayed. The ring is shared by the thread's
+	 * connections, so this costs nothing per idle connection. */
+	w->loop = pn_loop_new(&(struct pn_loop_settings){ .recv_buf_size = RELAY_RECV_BUF,
+							 .recv_buf_count = RELAY_RECV_BUFS },
+			      error_r);
 	if (w->loop == NULL)
 		return -1;
 	w->accepting = true;
@@ -814,10 +1282,7 @@ void lb_worker_free(struct lb_worker *w)
 				lb_limits_release(w->lb->limits,
 						  (const struct sockaddr *)&c->caddr, c->tracked);
 		}
-		pn_buf_free(&c->c2u.q);
-		pn_buf_free(&c->u2c.q);
-		pn_buf_free(&c->replay);
-		free(c);
+		conn_free(c);
 	}
 	if (w->loop != NULL)
 		pn_loop_free(&w->loop);

@@ -121,6 +121,12 @@ struct lb_snapshot {
 	uint32_t relay_buffer;
 	uint64_t connect_timeout_ms;
 	uint64_t idle_timeout_ms;
+	bool l7[LB_PROTO_COUNT];
+	enum lb_l7_route l7_route;
+	bool l7_require_tls;
+	uint64_t login_timeout_ms;
+	uint64_t smtp_size;
+	char hostname[64];
 	struct lb_pool pool[LB_PROTO_COUNT];
 	uint64_t retired_epoch;		/* control: when it was replaced */
 	struct lb_snapshot *next_old;	/* control: waiting to be freed */
@@ -159,8 +165,11 @@ struct lb_metrics {
 	struct pn_metric *backend_up, *backend_weight, *backend_active, *backend_total,
 		*backend_connect_failures, *backend_check_failures, *backend_connect_seconds,
 		*backend_bytes;
-	struct pn_metric *accepted, *refused, *active, *reloads;
+	struct pn_metric *accepted, *refused, *active, *reloads, *tls_handshakes,
+		*login_failures;
 	struct pn_metric_series *accepted_s[LB_PROTO_COUNT];
+	struct pn_metric_series *tls_handshakes_s[LB_PROTO_COUNT];
+	struct pn_metric_series *login_failures_s[LB_PROTO_COUNT];
 	struct pn_metric_series *active_s;
 };
 
@@ -181,6 +190,9 @@ struct lb {
 
 	struct pn_loop *loop;		/* control */
 	struct pn_admin *admin;
+	struct pn_tls_ctx *tls;		/* L7 TLS (shared by all threads); NULL: none */
+	char **sni_names;		/* SNI names added to tls */
+	size_t sni_count;
 	struct pn_metrics *metrics;
 	struct lb_metrics m;
 	struct lb_limits *limits;
@@ -214,6 +226,10 @@ struct lb {
 	char last_reload[160];
 	_Atomic uint64_t refused_n[LB_PROTO_COUNT];	/* per listener, all reasons */
 	char listen_text[LB_PROTO_COUNT][64];		/* bound addresses */
+	/* A listener bound to one address: every connection's local address
+	 * (the PROXY destination) is this, no getsockname() needed. */
+	struct sockaddr_storage listen_ss[LB_PROTO_COUNT];
+	bool listen_fixed[LB_PROTO_COUNT];
 };
 
 /* ---- lb-core.c (control thread) ---- */

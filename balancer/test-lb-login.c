@@ -472,6 +472,17 @@ struct rrun {
 	int done, fail;
 };
 
+/* Appends data[0..len) to the NUL-terminated text in buf (bounded). */
+static void append(char *buf, size_t size, const uint8_t *data, size_t len)
+{
+	size_t have = strlen(buf);
+
+	if (len > size - 1 - have)
+		len = size - 1 - have;
+	memcpy(buf + have, data, len);
+	buf[have + len] = '\0';
+}
+
 static void rpump(struct lb_replay *rp, struct rrun *o)
 {
 	struct lb_replay_event ev;
@@ -480,14 +491,10 @@ static void rpump(struct lb_replay *rp, struct rrun *o)
 	while ((k = lb_replay_next(rp, &ev)) == 1) {
 		switch (ev.type) {
 		case LB_REPLAY_SEND:
-			strncat(o->sent, (const char *)ev.data,
-				ev.len < sizeof(o->sent) - strlen(o->sent) - 1 ?
-				ev.len : sizeof(o->sent) - strlen(o->sent) - 1);
+			append(o->sent, sizeof(o->sent), ev.data, ev.len);
 			break;
 		case LB_REPLAY_FORWARD:
-			strncat(o->fwd, (const char *)ev.data,
-				ev.len < sizeof(o->fwd) - strlen(o->fwd) - 1 ?
-				ev.len : sizeof(o->fwd) - strlen(o->fwd) - 1);
+			append(o->fwd, sizeof(o->fwd), ev.data, ev.len);
 			break;
 		case LB_REPLAY_DONE:
 			o->done++;
@@ -547,6 +554,7 @@ PN_TEST(test_replay_imap)
 			      "* 3 EXISTS\r\n", bw);
 		CHECK_STR(o.fwd, "* CAPABILITY IMAP4rev2 IDLE\r\nA7 OK [CAPABILITY IMAP4rev2] Logged in\r\n");
 		CHECK_INT(o.done, 1);
+		CHECK(lb_replay_login_ok(rp));
 		CHECK_INT(o.fail, 0);
 		lb_replay_rest(rp, &rest, &rest_len);
 		CHECK_MEM(rest, rest_len, "* 3 EXISTS\r\n", 12);
@@ -571,6 +579,7 @@ PN_TEST(test_replay_imap)
 		CHECK_STR(o.sent, "A7 AUTHENTICATE PLAIN AGJvYgBwdw==\r\nAGJvYgBwdw==\r\n");
 		CHECK_STR(o.fwd, "A7 NO [AUTHENTICATIONFAILED] nope\r\n");
 		CHECK_INT(o.done, 1);
+		CHECK(!lb_replay_login_ok(rp));
 		lb_replay_free(&rp);
 
 		rp = lb_replay_new(LB_FAMILY_IMAP, &c);
@@ -598,6 +607,7 @@ PN_TEST(test_replay_pop3)
 		rfeed(rp, &o, "+OK Logged in.\r\n", bw);
 		CHECK_STR(o.fwd, "+OK Logged in.\r\n");
 		CHECK_INT(o.done, 1);
+		CHECK(lb_replay_login_ok(rp));
 		lb_replay_free(&rp);
 	}
 	{
@@ -610,6 +620,7 @@ PN_TEST(test_replay_pop3)
 		rfeed(rp, &o, "+OK hi\r\n-ERR [SYS/TEMP] busy\r\n", false);
 		CHECK_STR(o.fwd, "-ERR [SYS/TEMP] busy\r\n");
 		CHECK_INT(o.done, 1);
+		CHECK(!lb_replay_login_ok(rp));
 		lb_replay_free(&rp);
 
 		c = creds(LB_MECH_PLAIN, "", "bob", "pw");
@@ -643,6 +654,7 @@ PN_TEST(test_replay_smtp)
 		rfeed(rp, &o, "235 2.7.0 Authentication successful\r\n", bw);
 		CHECK_STR(o.fwd, "235 2.7.0 Authentication successful\r\n");
 		CHECK_INT(o.done, 1);
+		CHECK(lb_replay_login_ok(rp));
 		CHECK_INT(o.fail, 0);
 		lb_replay_free(&rp);
 	}
@@ -656,6 +668,7 @@ PN_TEST(test_replay_smtp)
 		      false);
 		CHECK_STR(o.fwd, "535-5.7.8 Bad\r\n535 5.7.8 credentials\r\n");
 		CHECK_INT(o.done, 1);
+		CHECK(!lb_replay_login_ok(rp));
 		lb_replay_free(&rp);
 
 		rp = lb_replay_new(LB_FAMILY_SMTP, &c);

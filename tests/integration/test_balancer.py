@@ -14,10 +14,17 @@ default); every balancer runs with 2 threads on free loopback ports.
 Waits are polls with generous bounds; nothing asserts a tight timing.
 """
 
+import base64
 import http.server
+import imaplib
 import json
+import poplib
+import shutil
+import smtplib
+import ssl
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -92,54 +99,161 @@ def recv_all(sock):
 
 
 UPSTREAM_SCRIPT = r"""
-import socket, struct, sys, threading
+import base64, socket, struct, sys, threading
 port, name, proto, proxy = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-GREET = {"imap": b"* OK", "pop3": b"+OK"}.get(proto[:4], b"220")
-BYE = {"imap": b"* BYE bye", "pop3": b"+OK bye"}.get(proto[:4], b"221 2.0.0 bye")
+login_mode = len(sys.argv) > 5 and sys.argv[5] == "login"
+FAM = proto[:4] if proto[:4] in ("imap", "pop3") else "smtp"
+GREET = {"imap": b"* OK", "pop3": b"+OK"}.get(FAM, b"220")
+BYE = {"imap": b"* BYE bye", "pop3": b"+OK bye"}.get(FAM, b"221 2.0.0 bye")
 out = threading.Lock()
 def say(line):
     with out:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
-def exact(c, n):
-    b = b""
-    while len(b) < n:
-        d = c.recv(n - len(b))
-        if not d:
-            raise EOFError
-        b += d
-    return b
+class Conn:
+    def __init__(self, c):
+        self.c, self.buf = c, b""
+    def exact(self, n):
+        while len(self.buf) < n:
+            d = self.c.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+        b, self.buf = self.buf[:n], self.buf[n:]
+        return b
+    def line(self):
+        while b"\n" not in self.buf:
+            d = self.c.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+        i = self.buf.index(b"\n") + 1
+        b, self.buf = self.buf[:i], self.buf[i:]
+        return b
+def tlvs(body):
+    info = {}
+    while len(body) >= 3:
+        t, n = body[0], struct.unpack("!H", body[1:3])[0]
+        v, body = body[3:3 + n], body[3 + n:]
+        if t == 0x02:
+            info["sni"] = v.decode()
+        elif t == 0x20:
+            sub = v[5:]
+            while len(sub) >= 3:
+                st, sn = sub[0], struct.unpack("!H", sub[1:3])[0]
+                if st == 0x21:
+                    info["tls"] = sub[3:3 + sn].decode()
+                sub = sub[3 + sn:]
+    return info
+def astring(k, s):
+    # quoted or {n+} literal (what the balancer replays), or an atom
+    if s.startswith(b'"'):
+        out, i = b"", 1
+        while s[i:i + 1] != b'"':
+            if s[i:i + 1] == b"\\":
+                i += 1
+            out += s[i:i + 1]
+            i += 1
+        return out, s[i + 1:].lstrip(b" ")
+    if s.startswith(b"{"):
+        n = int(s[1:s.index(b"}")].rstrip(b"+"))
+        val = k.exact(n)
+        return val, k.line().rstrip(b"\r\n").lstrip(b" ")
+    parts = s.split(b" ", 1)
+    return parts[0], parts[1] if len(parts) > 1 else b""
+def plain(b64):
+    z, u, p = base64.b64decode(b64).split(b"\0")
+    return (z or u), p
+def check(user, pw):
+    ok = pw == b"secret"
+    say("LOGIN %s %s" % (user.decode(), "ok" if ok else "bad"))
+    return ok
+def do_login(k):
+    if FAM == "imap":
+        while True:
+            l = k.line().rstrip(b"\r\n")
+            tag, cmd, rest = (l.split(b" ", 2) + [b"", b""])[:3]
+            if cmd.upper() == b"LOGIN":
+                user, rest = astring(k, rest)
+                pw, _ = astring(k, rest)
+            elif cmd.upper() == b"AUTHENTICATE":
+                user, pw = plain(rest.split(b" ")[1])
+            else:
+                k.c.sendall(tag + b" BAD what\r\n")
+                continue
+            if check(user, pw):
+                k.c.sendall(b"* CAPABILITY IMAP4rev2 " + name.encode() + b"\r\n" + tag +
+                            b" OK [CAPABILITY IMAP4rev2] Logged in as " + user + b"\r\n")
+                return
+            k.c.sendall(tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+    elif FAM == "pop3":
+        user = b""
+        while True:
+            l = k.line().rstrip(b"\r\n")
+            cmd, _, arg = l.partition(b" ")
+            if cmd.upper() == b"USER":
+                user = arg
+                k.c.sendall(b"+OK\r\n")
+                continue
+            if cmd.upper() == b"PASS":
+                pw = arg
+            elif cmd.upper() == b"AUTH":
+                user, pw = plain(arg.split(b" ")[1])
+            else:
+                k.c.sendall(b"-ERR what\r\n")
+                continue
+            if check(user, pw):
+                k.c.sendall(b"+OK Logged in at " + name.encode() + b".\r\n")
+                return
+            k.c.sendall(b"-ERR [AUTH] Authentication failed.\r\n")
+    else:
+        while True:
+            l = k.line().rstrip(b"\r\n")
+            cmd, _, arg = l.partition(b" ")
+            if cmd.upper() == b"EHLO":
+                k.c.sendall(b"250-" + name.encode() + b"\r\n250 AUTH PLAIN LOGIN\r\n")
+                continue
+            if cmd.upper() != b"AUTH":
+                k.c.sendall(b"503 5.5.1 what\r\n")
+                continue
+            user, pw = plain(arg.split(b" ")[1])
+            if check(user, pw):
+                k.c.sendall(b"235 2.7.0 Authentication successful (" + name.encode() + b")\r\n")
+                return
+            k.c.sendall(b"535 5.7.8 Authentication credentials invalid\r\n")
 def serve(c):
+    k = Conn(c)
     try:
         local = False
         if proxy:
-            h = exact(c, 16)
+            h = k.exact(16)
             if h[:12] != b"\r\n\r\n\x00\r\nQUIT\n":
                 c.close()
                 return
-            body = exact(c, struct.unpack("!H", h[14:16])[0])
+            body = k.exact(struct.unpack("!H", h[14:16])[0])
             if h[12] & 0xF == 0:
                 local = True
                 say("LOCAL")
             elif h[13] == 0x11:
-                say("PROXY %s %d %s %d" % (socket.inet_ntop(socket.AF_INET, body[0:4]),
+                info = tlvs(body[12:])
+                say("PROXY %s %d %s %d %s %s" % (socket.inet_ntop(socket.AF_INET, body[0:4]),
                     struct.unpack("!H", body[8:10])[0],
                     socket.inet_ntop(socket.AF_INET, body[4:8]),
-                    struct.unpack("!H", body[10:12])[0]))
+                    struct.unpack("!H", body[10:12])[0], info.get("tls", "-"),
+                    info.get("sni", "-")))
             else:
-                say("PROXY ? 0 ? 0")
+                say("PROXY ? 0 ? 0 - -")
         c.sendall(GREET + b" " + name.encode() + b" ready\r\n")
         if local:
-            line = b""
-            while not line.endswith(b"\n"):
-                d = c.recv(1)
-                if not d:
-                    break
-                line += d
+            line = k.line()
             if line:
                 c.sendall(BYE + b"\r\n")
             c.close()
             return
+        if login_mode:
+            do_login(k)
+        if k.buf:
+            c.sendall(k.buf)
         while True:
             d = c.recv(65536)
             if not d:
@@ -147,7 +261,7 @@ def serve(c):
             c.sendall(d)
         c.shutdown(socket.SHUT_WR)
         c.close()
-    except (OSError, EOFError):
+    except (OSError, EOFError, ValueError, IndexError):
         pass
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -165,12 +279,15 @@ class Upstream:
     that kill() is a real SIGKILL (the kernel refuses new connects and
     resets the open ones)."""
 
-    def __init__(self, name, proto="imap", proxy=True):
+    def __init__(self, name, proto="imap", proxy=True, login=False):
         self.name = name
         self.proto = proto
         self.proxy = proxy
+        self.login = login         # expect a replayed login before echoing
         self.lock = threading.Lock()
         self.headers = []          # (src, dst) of proxied connections
+        self.tls = []              # (TLS version, SNI) from the PROXY TLVs
+        self.logins = []           # (user, ok) of replayed logins
         self.probes = 0            # LOCAL connections (health checks)
         self.port = 0
         self.proc = None
@@ -179,7 +296,8 @@ class Upstream:
     def start(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-c", UPSTREAM_SCRIPT, str(self.port), self.name, self.proto,
-             "1" if self.proxy else "0"], stdout=subprocess.PIPE)
+             "1" if self.proxy else "0", "login" if self.login else "echo"],
+            stdout=subprocess.PIPE)
         first = self.proc.stdout.readline().split()
         assert first and first[0] == b"PORT", first
         self.port = int(first[1])
@@ -193,6 +311,9 @@ class Upstream:
                     self.probes += 1
                 elif f[0] == "PROXY":
                     self.headers.append(((f[1], int(f[2])), (f[3], int(f[4]))))
+                    self.tls.append((f[5], f[6]))
+                elif f[0] == "LOGIN":
+                    self.logins.append((f[1], f[2] == "ok"))
 
     def addr(self):
         return "127.0.0.1:%d" % self.port
@@ -659,6 +780,8 @@ class RefusalTest(unittest.TestCase):
         lb = Balancer(upstreams={"imap": [up.addr()]},
                       env={"POSTERN_MAX_CONNECTIONS_PER_SOURCE": "2"})
         try:
+            # The readiness probes of Balancer() count until they are gone.
+            wait_for(lambda: lb.status()["connections"] == 0, what="probes closed")
             a, ga = lb.greet()
             b, gb = lb.greet()
             self.assertTrue(ga.startswith(b"* OK") and gb.startswith(b"* OK"))
@@ -699,6 +822,39 @@ class RefusalTest(unittest.TestCase):
         finally:
             lb.stop()
             up.kill()
+
+    def test_connect_timeout_fails_over(self):
+        # A listener whose accept queue is full drops SYNs: connects hang.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(hole.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        up = Upstream("live")
+        lb = Balancer(upstreams={"imap": ["127.0.0.1:%d" % hole.getsockname()[1], up.addr()]},
+                      env={"POSTERN_UPSTREAM_NAMES": "hole,live",
+                           "POSTERN_CONNECT_TIMEOUT": "300ms", "POSTERN_CHECK_PROBE": "no"})
+        try:
+            for _ in range(4):
+                s, g = lb.greet()
+                self.assertTrue(g.startswith(b"* OK live"), g)
+                s.close()
+            b = lb.backend("imap", "hole")
+            self.assertEqual(b["state"], "down")
+            self.assertGreaterEqual(b["connect_failures"], 1)
+        finally:
+            lb.stop()
+            up.kill()
+            for f in fillers:
+                f.close()
+            hole.close()
 
     def test_idle_timeout(self):
         up = Upstream("fe1")
@@ -754,6 +910,57 @@ class SignalTest(unittest.TestCase):
             b.kill()
             os.unlink(path)
 
+    def test_sighup_under_load_drops_nothing(self):
+        a, b, c = Upstream("fa"), Upstream("fb"), Upstream("fb")
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            path = f.name
+
+        def write(second):
+            with open(path + ".new", "w") as f:
+                f.write("imap_upstreams = %s, %s\nupstream_names = fa, fb\n"
+                        % (a.addr(), second.addr()))
+            os.replace(path + ".new", path)
+
+        write(b)
+        lb = Balancer(config=path)
+        errors, done = [], []
+
+        def client():
+            try:
+                for _ in range(25):
+                    s, g = lb.greet()
+                    if not g.startswith(b"* OK f"):
+                        errors.append(g)
+                    s.sendall(b"x" * 5000)
+                    recv_exact(s, 5000)
+                    s.close()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            done.append(1)
+
+        try:
+            threads = [threading.Thread(target=client) for _ in range(4)]
+            for t in threads:
+                t.start()
+            n = 0
+            while len(done) < len(threads):
+                write(c if n % 2 == 0 else b)  # fb moves: a backend retired each time
+                lb.proc.send_signal(signal.SIGHUP)
+                n += 1
+                time.sleep(0.02)
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            # (Signals sent close together may merge into one reload.)
+            self.assertGreaterEqual(n, 1)
+            wait_for(lambda: lb.status()["reloads"] >= 1, what="reloads")
+            self.assertEqual(lb.status()["reload_failures"], 0)
+        finally:
+            lb.stop()
+            for u in (a, b, c):
+                u.kill()
+            os.unlink(path)
+
     def test_sigterm_lets_connections_finish(self):
         up = Upstream("fe1")
         lb = Balancer(upstreams={"imap": [up.addr()]}, env={"POSTERN_SHUTDOWN_GRACE": "20s"})
@@ -778,6 +985,278 @@ class SignalTest(unittest.TestCase):
         finally:
             lb.stop()
             up.kill()
+
+
+def make_cert(folder, name="localhost"):
+    """A self-signed certificate for name (and 127.0.0.1), openssl CLI."""
+    cert, key = os.path.join(folder, name + ".crt"), os.path.join(folder, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + name,
+                    "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % name],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+@unittest.skipUnless(os.access(BINARY, os.X_OK) and shutil.which("openssl"),
+                     "postern-balancer or openssl missing")
+class L7Test(unittest.TestCase):
+    """L7: TLS and STARTTLS at the balancer, our own dialogue up to the
+    login, routing by user, the login replayed, the answer passed on."""
+
+    PROTOS = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="lb-l7-")
+        cls.cert, cls.key = make_cert(cls.tmp)
+        cls.ctx = ssl.create_default_context(cafile=cls.cert)
+        # A tenant's certificate, chosen by SNI: chain and key in one file.
+        tcert, tkey = make_cert(cls.tmp, "tenant.test")
+        cls.tenant_pem = os.path.join(cls.tmp, "tenant.pem")
+        with open(cls.tenant_pem, "w") as out:
+            for part in (tcert, tkey):
+                with open(part) as f:
+                    out.write(f.read())
+        cls.tenant_ctx = ssl.create_default_context(cafile=tcert)
+        cls.ups = {p: [Upstream("fe%d" % i, proto=p, login=True) for i in (1, 2, 3)]
+                   for p in cls.PROTOS}
+        cls.lb = Balancer(protos=cls.PROTOS,
+                          upstreams={p: [u.addr() for u in ups] for p, ups in cls.ups.items()},
+                          env={"POSTERN_L7": ",".join(cls.PROTOS),
+                               "POSTERN_TLS_CERT": cls.cert, "POSTERN_TLS_KEY": cls.key,
+                               "POSTERN_UPSTREAM_NAMES": "fe1,fe2,fe3",
+                               "POSTERN_SMTP_SIZE": "10M",
+                               "POSTERN_TLS_SNI": "tenant.test=" + cls.tenant_pem})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lb.stop()
+        for ups in cls.ups.values():
+            for u in ups:
+                u.kill()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def tls_connect(self, proto):
+        raw = self.lb.connect(proto)
+        return self.ctx.wrap_socket(raw, server_hostname="localhost")
+
+    def who(self, proto, user):
+        """Names of the upstreams that saw a login of user."""
+        names = set()
+        for u in self.ups[proto]:
+            with u.lock:
+                if any(x[0] == user for x in u.logins):
+                    names.add(u.name)
+        return names
+
+    def test_imaps_login_relay_and_proxy_tlvs(self):
+        s = self.tls_connect("imaps")
+        greeting = recv_line(s)
+        self.assertTrue(greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 "), greeting)
+        self.assertIn(b"AUTH=PLAIN", greeting)
+        self.assertIn(b"balancer-test Postern ready", greeting)
+        s.sendall(b"a1 CAPABILITY\r\n")
+        self.assertTrue(recv_line(s).startswith(b"* CAPABILITY "))
+        self.assertEqual(recv_line(s), b"a1 OK CAPABILITY completed.\r\n")
+        s.sendall(b"a2 LOGIN carol@example.test secret\r\n")
+        untagged = recv_line(s)
+        self.assertTrue(untagged.startswith(b"* CAPABILITY IMAP4rev2 fe"), untagged)
+        self.assertEqual(recv_line(s),
+                         b"a2 OK [CAPABILITY IMAP4rev2] Logged in as carol@example.test\r\n")
+        # From here on bytes are relayed (the stand-in echoes).
+        s.sendall(b"a3 NOOP\r\n")
+        self.assertEqual(recv_line(s), b"a3 NOOP\r\n")
+        s.close()
+        name = untagged.split()[3].decode()
+        up = next(u for u in self.ups["imaps"] if u.name == name)
+        with up.lock:
+            tls = list(up.tls)
+        self.assertIn(tls[-1][0], ("TLSv1.3", "TLSv1.2"))
+        self.assertEqual(tls[-1][1], "localhost")
+
+    def test_sni_selects_tenant_certificate(self):
+        s = self.tenant_ctx.wrap_socket(self.lb.connect("imaps"), server_hostname="tenant.test")
+        subject = dict(x[0] for x in s.getpeercert()["subject"])
+        self.assertEqual(subject["commonName"], "tenant.test")
+        self.assertTrue(recv_line(s).startswith(b"* OK "))
+        s.close()
+        # Another name gets the default certificate.
+        s = self.ctx.wrap_socket(self.lb.connect("imaps"), server_hostname="localhost")
+        self.assertEqual(dict(x[0] for x in s.getpeercert()["subject"])["commonName"],
+                         "localhost")
+        s.close()
+        modes = {x["protocol"]: x["mode"] for x in self.lb.status()["listeners"]}
+        self.assertEqual(modes["imaps"], "l7")
+
+    def test_imap_starttls_with_imaplib(self):
+        c = imaplib.IMAP4("127.0.0.1", self.lb.ports["imap"])
+        try:
+            self.assertIn("STARTTLS", c.capabilities)
+            self.assertIn("LOGINDISABLED", c.capabilities)
+            with self.assertRaises(imaplib.IMAP4.error):
+                c.login("dave@example.test", "secret")  # before TLS: refused
+            c.starttls(ssl_context=self.ctx)
+            typ, data = c.login("dave@example.test", "secret")
+            self.assertEqual(typ, "OK")
+            self.assertIn(b"Logged in as dave@example.test", data[0])
+        finally:
+            c.shutdown()
+        self.assertEqual(len(self.who("imap", "dave@example.test")), 1)
+
+    def test_failed_login_reads_as_the_frontend_wrote_it(self):
+        _, before = self.lb.get("/metrics")
+        s = self.tls_connect("imaps")
+        recv_line(s)
+        s.sendall(b"x LOGIN erin@example.test wrong\r\n")
+        self.assertEqual(recv_line(s), b"x NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+        # A second try on the same connection goes to the same frontend.
+        s.sendall(b"y LOGIN erin@example.test secret\r\n")
+        recv_line(s)
+        self.assertEqual(recv_line(s),
+                         b"y OK [CAPABILITY IMAP4rev2] Logged in as erin@example.test\r\n")
+        s.close()
+        self.assertEqual(len(self.who("imaps", "erin@example.test")), 1)
+        _, after = self.lb.get("/metrics")
+        count = lambda t: int(re.search(  # noqa: E731
+            rb'postern_listener_login_failures_total\{protocol="imaps"\} (\d+)', t).group(1))
+        self.assertEqual(count(after) - count(before), 1)
+        self.assertRegex(after.decode(),
+                         r'postern_listener_tls_handshakes_total\{protocol="imaps"\} [1-9]')
+
+    def test_same_user_same_frontend_users_spread(self):
+        for _ in range(6):
+            s = self.tls_connect("imaps")
+            recv_line(s)
+            s.sendall(b"a AUTHENTICATE PLAIN " +
+                      base64.b64encode(b"\0frank@example.test\0secret") + b"\r\n")
+            recv_line(s)
+            self.assertTrue(recv_line(s).startswith(b"a OK "))
+            s.close()
+        self.assertEqual(len(self.who("imaps", "frank@example.test")), 1)
+        used = set()
+        for i in range(24):
+            user = "user%d@example.test" % i
+            s = self.tls_connect("imaps")
+            recv_line(s)
+            s.sendall(("a LOGIN %s secret\r\n" % user).encode())
+            recv_line(s)
+            recv_line(s)
+            s.close()
+            used |= self.who("imaps", user)
+        self.assertGreaterEqual(len(used), 2)
+
+    def test_pop3_with_poplib(self):
+        c = poplib.POP3_SSL("127.0.0.1", self.lb.ports["pop3s"], context=self.ctx)
+        self.assertIn(b"balancer-test Postern ready", c.getwelcome())
+        c.user("gina@example.test")
+        self.assertTrue(c.pass_("secret").startswith(b"+OK Logged in at fe"))
+        c.sock.close()
+        c = poplib.POP3("127.0.0.1", self.lb.ports["pop3"])
+        self.assertIn("STLS", c.capa())
+        c.stls(context=self.ctx)
+        c.user("gina@example.test")
+        with self.assertRaises(poplib.error_proto) as e:
+            c.pass_("wrong")
+        self.assertIn(b"[AUTH] Authentication failed.", e.exception.args[0])
+        c.sock.close()
+        self.assertEqual(len(self.who("pop3", "gina@example.test")), 1)
+
+    def test_submission_with_smtplib(self):
+        c = smtplib.SMTP("127.0.0.1", self.lb.ports["submission"], timeout=10)
+        try:
+            c.ehlo("client.example")
+            self.assertTrue(c.has_extn("starttls"))
+            self.assertFalse(c.has_extn("auth"))
+            self.assertEqual(c.esmtp_features.get("size"), str(10 * 1024 * 1024))
+            c.starttls(context=self.ctx)
+            c.ehlo("client.example")
+            self.assertTrue(c.has_extn("auth"))
+            code, text = c.login("hugo@example.test", "secret")
+            self.assertEqual(code, 235)
+            self.assertIn(b"Authentication successful (fe", text)
+        finally:
+            c.close()
+        c = smtplib.SMTP_SSL("127.0.0.1", self.lb.ports["submissions"], context=self.ctx,
+                             timeout=10)
+        try:
+            c.ehlo("client.example")
+            # One mechanism only (login() would go on to try AUTH LOGIN).
+            c.user, c.password = "hugo@example.test", "wrong"
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as e:
+                c.auth("PLAIN", c.auth_plain)
+            self.assertEqual(e.exception.smtp_code, 535)
+        finally:
+            c.close()
+
+    def test_dead_frontend_login_fails_over(self):
+        # Find the frontend of this user, kill it, log in again.
+        ups = [Upstream("fx%d" % i, proto="imap", login=True) for i in (1, 2)]
+        lb = Balancer(protos=("imaps",), upstreams={"imaps": [u.addr() for u in ups]},
+                      env={"POSTERN_L7": "imaps", "POSTERN_TLS_CERT": self.cert,
+                           "POSTERN_TLS_KEY": self.key, "POSTERN_UPSTREAM_NAMES": "fx1,fx2"})
+        try:
+            def login():
+                s = self.ctx.wrap_socket(lb.connect("imaps"), server_hostname="localhost")
+                recv_line(s)
+                s.sendall(b"a LOGIN ivan@example.test secret\r\n")
+                name = recv_line(s).split()[3].decode()
+                self.assertTrue(recv_line(s).startswith(b"a OK "))
+                s.close()
+                return name
+
+            first = login()
+            next(u for u in ups if u.name == first).kill()
+            second = login()
+            self.assertNotEqual(first, second)
+            self.assertEqual(lb.backend("imaps", first)["state"], "down")
+        finally:
+            lb.stop()
+            for u in ups:
+                u.kill()
+
+    def test_no_frontend_gives_refusal_inside_tls(self):
+        dead = free_port()
+        lb = Balancer(protos=("imaps", "submission"),
+                      upstreams={"imaps": ["127.0.0.1:%d" % dead],
+                                 "submission": ["127.0.0.1:%d" % dead]},
+                      env={"POSTERN_L7": "imaps,submission", "POSTERN_TLS_CERT": self.cert,
+                           "POSTERN_TLS_KEY": self.key})
+        try:
+            s = self.ctx.wrap_socket(lb.connect("imaps"), server_hostname="localhost")
+            recv_line(s)
+            s.sendall(b"a LOGIN judy@example.test secret\r\n")
+            self.assertTrue(recv_line(s).startswith(b"* BYE [UNAVAILABLE] "))
+            s.close()
+            c = smtplib.SMTP("127.0.0.1", lb.ports["submission"], timeout=10)
+            c.starttls(context=self.ctx)
+            c.ehlo("x")
+            code, text = c.docmd("AUTH", "PLAIN " + base64.b64encode(
+                b"\0judy@example.test\0secret").decode())
+            self.assertEqual(code, 421)
+            self.assertIn(b"4.3.2", text)
+            c.close()
+        finally:
+            lb.stop()
+
+    def test_garbage_and_login_timeout(self):
+        lb = Balancer(protos=("imap",), upstreams={"imap": [self.ups["imap"][0].addr()]},
+                      env={"POSTERN_L7": "imap", "POSTERN_TLS_CERT": self.cert,
+                           "POSTERN_TLS_KEY": self.key, "POSTERN_LOGIN_TIMEOUT": "1s"})
+        try:
+            s = lb.connect("imap")
+            recv_line(s)
+            s.sendall(b"\x00\xff garbage\r\n" * 12)
+            data = recv_all(s)
+            self.assertIn(b"* BYE Too many invalid commands.", data)
+            s.close()
+            s = lb.connect("imap")
+            recv_line(s)
+            s.settimeout(15)
+            self.assertEqual(recv_all(s), b"* BYE Login timeout.\r\n")
+            s.close()
+        finally:
+            lb.stop()
 
 
 if __name__ == "__main__":
