@@ -30,6 +30,11 @@ import unittest
 
 import frontend_support as fs
 
+try:
+    import services
+except ImportError:  # run outside the runner
+    services = None
+
 
 def mime_message(subject):
     return (b"From: Alice Example <alice@example.test>\r\n"
@@ -128,6 +133,10 @@ class ImapTest(unittest.TestCase):
             if fe is not None and fe.stop() != 0:
                 bad.append("%s exited with %s:\n%s" % (fe.name, fe.proc.returncode,
                                                         fe.log_tail()))
+            # the adapter never answers the engine wrongly
+            if fe is not None and ("event=imap_bug" in fe.log_text() or
+                                   "event=imap_message_refused" in fe.log_text()):
+                bad.append("%s logged an IMAP adapter error:\n%s" % (fe.name, fe.log_tail(80)))
         if getattr(cls, "store", None) is not None:
             cls.store.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -363,6 +372,40 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(a.untagged_responses.get("EXISTS", [b""])[-1], b"3")
         a.logout()
         b.logout()
+
+    def test_idle_polls_without_redis(self):
+        # With Redis down IMAP works on PostgreSQL alone and IDLE falls
+        # back to a short poll: the change still arrives, a bit later.
+        d = os.environ.get("POSTERN_SERVICES_DIR")
+        if not d or services is None:
+            if fs.IN_CI:
+                self.fail("POSTERN_SERVICES_DIR not set")
+            self.skipTest("POSTERN_SERVICES_DIR not set")
+        user, pw, account, inbox, uids = self.new_user([fs.message("r1")])
+        a = self.imap(user, pw)
+        ok(a.select("INBOX"))
+        services.stop_redis(d)
+        try:
+            b = self.imap(user, pw, fe=self.b)
+            ok(b.select("INBOX"))
+            idle = Idler(a)
+            self.assertEqual(b.append("INBOX", None, None, fs.message("r2"))[0], "OK")
+            idle.wait_for(rb"^\* 2 EXISTS", 8)
+            ok(b.store("1", "+FLAGS", r"(\Deleted)"))
+            ok(b.expunge())
+            idle.wait_for(rb"^\* 1 EXPUNGE", 8)
+            idle.done()
+            self.assertEqual(ok(a.search(None, "ALL")), [b"1"])
+            a.logout()
+            b.logout()
+        finally:
+            services.start_redis(d)
+            for fe in (self.a, self.b):
+                def redis_ok():
+                    status, body = fe.readyz()
+                    checks = {c["name"]: c for c in body["checks"]}
+                    return status == 200 and "detail" not in checks["redis"]
+                self.assertTrue(fs.wait_for(redis_ok, 30), fe.readyz())
 
 
 if __name__ == "__main__":
