@@ -545,22 +545,27 @@ static void sub_cb(void *ctx, enum store_redis_sub_event ev, const char *channel
 	(void)msg;
 	(void)len;
 	if (ev == STORE_REDIS_SUB_LOST) {
+		/* poll until the subscription is back */
 		p->sub_ready = false;
+		if (p->selected && !p->gone)
+			pn_io_timer_set(p->th->loop, p->timer, POLL_FAST_MS);
 		return;
 	}
 	/* READY: messages may have been lost while unsubscribed; MESSAGE:
 	 * something changed. Either way, read the changes. */
 	if (ev == STORE_REDIS_SUB_READY)
 		p->sub_ready = true;
-	p->dirty = true;
-	fe_conn_wakeup(p->conn);
+	/* From the timer, not from inside the Redis client's callback: the
+	 * wakeup may end the session, which unsubscribes. */
+	if (p->selected && !p->gone)
+		pn_io_timer_set(p->th->loop, p->timer, 0);
 }
 
 static void timer_cb(void *ctx)
 {
 	struct fe_imap *p = ctx;
 
-	if (!p->selected)
+	if (!p->selected || p->gone)
 		return;
 	p->dirty = true;
 	pn_io_timer_set(p->th->loop, p->timer, p->sub_ready ? POLL_SLOW_MS : POLL_FAST_MS);
