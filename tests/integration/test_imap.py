@@ -335,6 +335,56 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, body)
 
+    def test_curl_search(self):
+        if shutil.which("curl") is None:
+            self.skipTest("curl is not installed")
+        user, pw, _, _, _ = self.new_user([fs.message("alpha"), mime_message("curlsearch")])
+        url = "imap://127.0.0.1:%d/INBOX?SUBJECT%%20curlsearch" % self.a.ports["imap"]
+        r = subprocess.run(["curl", "-sS", "--max-time", "10", "-u", "%s:%s" % (user, pw), url],
+                           capture_output=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), b"* SEARCH 2")
+
+    def test_own_store_not_echoed(self):
+        user, pw, _, _, _ = self.new_user([fs.message("own")])
+        m = self.imap(user, pw)
+        ok(m.select("INBOX"))
+        data = ok(m.store("1", "+FLAGS", r"(\Flagged)"))
+        self.assertIn(b"\\Flagged", data[0])
+        time.sleep(0.5)  # the change notification comes back meanwhile
+        ok(m.noop())
+        self.assertIsNone(m.untagged_responses.get("FETCH"), m.untagged_responses)
+        m.logout()
+
+    def test_bad_input_survives(self):
+        user, pw, _, _, _ = self.new_user([fs.message("bad")])
+        s = socket.create_connection(("127.0.0.1", self.a.ports["imap"]), timeout=10)
+        self.assertTrue(fs.read_line(s).startswith(b"* OK"))
+        bad = [b"x1 FROB", b"x2 SELECT", b"x3 FETCH 1 (BODY[", b"x4 LOGIN a",
+               b"(((", b"x5 UID FROB 1", b"x6 STORE 1 +FLAGS (\\Deleted"]
+        for line in bad:
+            s.sendall(line + b"\r\n")
+            reply = fs.read_line(s)
+            self.assertRegex(reply, rb"^(x\d|\*) (BAD|NO) ", (line, reply))
+        s.sendall(b'x7 LOGIN "%s" "%s"\r\n' % (user.encode(), pw.encode()))
+        while True:
+            reply = fs.read_line(s)
+            if reply.startswith(b"x7 ") or not reply:
+                break
+        self.assertTrue(reply.startswith(b"x7 OK"), reply)
+        s.sendall(b"x8 SELECT INBOX\r\nx9 FETCH 99 FLAGS\r\nx10 FETCH 1 (FLAGS)\r\n")
+        text = b""
+        while b"x10 " not in text:
+            line = fs.read_line(s)
+            if not line:
+                break
+            text += line
+        self.assertIn(b"x8 OK", text)
+        self.assertRegex(text, rb"x9 (BAD|NO|OK)")
+        self.assertIn(b"* 1 FETCH (FLAGS", text)
+        self.assertIn(b"x10 OK", text)
+        s.close()
+
     # ---- across frontends ----
 
     def test_idle_sees_changes_from_other_frontend(self):
