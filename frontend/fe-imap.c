@@ -59,6 +59,10 @@
 #define POLL_FAST_MS 2000	/* no live Redis subscription */
 #define POLL_SLOW_MS 30000	/* covers lost notifications */
 #define MAX_FLAG_NAMES (5 + 1 + 250) /* system flags, \Recent, keywords */
+/* Largest SEND handed to the connection at once: it stops asking for more
+ * while its output buffer is full, so big FETCH responses go out in slices
+ * at the client's pace instead of overflowing it. */
+#define SEND_SLICE (64 * 1024)
 
 /* ---- the thread's mailbox store ---- */
 
@@ -180,6 +184,10 @@ struct fe_imap {
 	uint32_t post_uidvalidity, post_uid;
 	uint32_t *post_src, *post_dst;
 	size_t post_count;
+
+	/* the rest of a large SEND, copied out of the engine */
+	uint8_t *sbuf;
+	size_t sbuf_cap, sbuf_len, sbuf_off;
 
 	/* MESSAGES / STORE output waiting for the engine */
 	struct pend_msg *pend_head, **pend_tail;
@@ -1408,12 +1416,46 @@ static size_t imap_feed(void *s, const uint8_t *data, size_t len)
 	return imap_session_feed(p->s, data, len);
 }
 
+/* Copies the part of a SEND beyond the first slice (the engine's pointer
+ * is only valid until its next call). Returns -1 if out of memory: the
+ * whole SEND then goes at once. */
+static int keep_rest(struct fe_imap *p, const uint8_t *data, size_t len)
+{
+	if (len > p->sbuf_cap) {
+		uint8_t *n = realloc(p->sbuf, len);
+
+		if (n == NULL)
+			return -1;
+		p->sbuf = n;
+		p->sbuf_cap = len;
+	}
+	memcpy(p->sbuf, data, len);
+	p->sbuf_len = len;
+	p->sbuf_off = 0;
+	return 0;
+}
+
 static int imap_next(void *s, struct fe_action *act)
 {
 	struct fe_imap *p = s;
 	struct imap_action a;
 
 	memset(act, 0, sizeof(*act));
+	if (p->sbuf_off < p->sbuf_len) {
+		size_t n = p->sbuf_len - p->sbuf_off;
+
+		act->type = FE_ACT_SEND;
+		act->data = p->sbuf + p->sbuf_off;
+		act->len = n < SEND_SLICE ? n : SEND_SLICE;
+		p->sbuf_off += act->len;
+		return 1;
+	}
+	p->sbuf_len = p->sbuf_off = 0;
+	if (p->sbuf_cap > 4 * SEND_SLICE) {
+		free(p->sbuf);
+		p->sbuf = NULL;
+		p->sbuf_cap = 0;
+	}
 	for (;;) {
 		int r;
 
@@ -1445,6 +1487,9 @@ static int imap_next(void *s, struct fe_action *act)
 			act->type = FE_ACT_SEND;
 			act->data = a.send.data;
 			act->len = a.send.len;
+			if (a.send.len > SEND_SLICE && keep_rest(p, a.send.data + SEND_SLICE,
+								 a.send.len - SEND_SLICE) == 0)
+				act->len = SEND_SLICE;
 			return 1;
 		case IMAP_ACTION_START_TLS:
 			act->type = FE_ACT_START_TLS;
@@ -1504,6 +1549,7 @@ static void imap_destroy(void **s)
 	free(p->post_dst);
 	free(p->recent);
 	free(p->own);
+	free(p->sbuf);
 	free(p);
 	*s = NULL;
 }

@@ -268,6 +268,22 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(self.store.uids(account, inbox), [])
         m.logout()
 
+    def test_large_message(self):
+        user, pw, account, inbox, _ = self.new_user()
+        big = fs.message("big", lines=60000)  # about 1.3 MB
+        m = self.imap(user, pw)
+        self.assertEqual(m.append("INBOX", None, None, big)[0], "OK")
+        ok(m.select("INBOX"))
+        for i in range(3):
+            self.assertEqual(m.append("INBOX", None, None, big)[0], "OK")
+        data = ok(m.fetch("1:*", "(RFC822.SIZE BODY.PEEK[])"))
+        bodies = [d[1] for d in data if isinstance(d, tuple)]
+        self.assertEqual(len(bodies), 4)
+        for b in bodies:
+            self.assertEqual(fs.sha256(b), fs.sha256(big))
+        self.assertEqual(ok(m.search(None, "BODY", '"line 59999 of big"')), [b"1 2 3 4"])
+        m.logout()
+
     def test_examine_is_readonly(self):
         user, pw, account, inbox, uids = self.new_user([fs.message("ro")])
         m = self.imap(user, pw)
@@ -423,7 +439,8 @@ class ImapTest(unittest.TestCase):
         a.logout()
         b.logout()
 
-    def test_idle_polls_without_redis(self):
+    def test_zz_idle_polls_without_redis(self):
+        # (runs last: Redis clients reconnect with a backoff afterwards)
         # With Redis down IMAP works on PostgreSQL alone and IDLE falls
         # back to a short poll: the change still arrives, a bit later.
         d = os.environ.get("POSTERN_SERVICES_DIR")
