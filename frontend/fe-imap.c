@@ -63,6 +63,11 @@
  * while its output buffer is full, so big FETCH responses go out in slices
  * at the client's pace instead of overflowing it. */
 #define SEND_SLICE (64 * 1024)
+/* UIDs per mail_mbox_fetch() call of one FETCH/SEARCH: the next batch is
+ * read only once the previous one went out to the connection, so a large
+ * FETCH moves at the client's pace and holds a few messages at a time. */
+#define FETCH_BATCH_BODIES 8
+#define FETCH_BATCH 2000
 
 /* ---- the thread's mailbox store ---- */
 
@@ -188,6 +193,10 @@ struct fe_imap {
 	/* the rest of a large SEND, copied out of the engine */
 	uint8_t *sbuf;
 	size_t sbuf_cap, sbuf_len, sbuf_off;
+
+	/* MESSAGES: UIDs read so far; the next batch is due */
+	size_t fetch_pos;
+	bool fetch_more;
 
 	/* MESSAGES / STORE output waiting for the engine */
 	struct pend_msg *pend_head, **pend_tail;
@@ -1003,6 +1012,8 @@ static void fetch_msg_cb(void *ctx, const struct mail_mbox_msg *m)
 	give_message(p, &md, false);
 }
 
+static void fetch_batch(struct fe_imap *p);
+
 static void fetch_done_cb(void *ctx, enum mail_mbox_result res, uint64_t id, const char *error)
 {
 	struct fe_imap *p = ctx;
@@ -1011,24 +1022,31 @@ static void fetch_done_cb(void *ctx, enum mail_mbox_result res, uint64_t id, con
 	p->outstanding--;
 	if (res != MAIL_MBOX_OK)
 		log_error(p, "fetch", error);
-	give_final(p, map_result(res, false));
+	if (res == MAIL_MBOX_OK && p->fetch_pos < p->req->uid_count && !p->gone)
+		p->fetch_more = true; /* next() reads on once the output drained */
+	else
+		give_final(p, map_result(res, false));
 	fe_conn_wakeup(p->conn);
 }
 
-static void start_messages(struct fe_imap *p, const struct imap_request *req)
+/* Reads the next batch of the request's UIDs. */
+static void fetch_batch(struct fe_imap *p)
 {
+	const struct imap_request *req = p->req;
+	size_t n = req->uid_count - p->fetch_pos;
+	size_t batch = (req->need & IMAP_NEED_MESSAGE) != 0 ? FETCH_BATCH_BODIES : FETCH_BATCH;
+	unsigned int what = (req->need & IMAP_NEED_MESSAGE) != 0 ? MAIL_FETCH_BODY : 0;
 	struct mail_uidset set;
 	struct mail_uid_range *ranges;
-	unsigned int what = (req->need & IMAP_NEED_MESSAGE) != 0 ? MAIL_FETCH_BODY : 0;
 
-	if (req->uid_count == 0) {
-		give_final(p, IMAP_RESULT_OK);
-		return;
-	}
-	if (uidset_of(req->uids, req->uid_count, &set, &ranges) < 0) {
+	p->fetch_more = false;
+	if (n > batch)
+		n = batch;
+	if (uidset_of(req->uids + p->fetch_pos, n, &set, &ranges) < 0) {
 		give_final(p, IMAP_RESULT_TEMPFAIL);
 		return;
 	}
+	p->fetch_pos += n;
 	if (mail_mbox_fetch(p->st, p->account_id, p->mailbox_id, &set, what, fetch_msg_cb,
 			    fetch_done_cb, p) < 0) {
 		free(ranges);
@@ -1037,6 +1055,16 @@ static void start_messages(struct fe_imap *p, const struct imap_request *req)
 	}
 	free(ranges);
 	p->outstanding++;
+}
+
+static void start_messages(struct fe_imap *p, const struct imap_request *req)
+{
+	p->fetch_pos = 0;
+	if (req->uid_count == 0) {
+		give_final(p, IMAP_RESULT_OK);
+		return;
+	}
+	fetch_batch(p);
 }
 
 /* ---- STORE ---- */
@@ -1461,6 +1489,14 @@ static int imap_next(void *s, struct fe_action *act)
 
 		if (p->pend_head != NULL || p->final_pending)
 			pend_flush(p);
+		if (p->fetch_more && p->pend_head == NULL) {
+			if (p->gone)
+				give_final(p, IMAP_RESULT_TEMPFAIL);
+			else
+				fetch_batch(p);
+			p->fetch_more = false;
+			continue;
+		}
 		if (p->selected && imap_session_state(p->s) != IMAP_STATE_SELECTED &&
 		    p->req == NULL)
 			unselect(p); /* CLOSE, UNSELECT, LOGOUT */

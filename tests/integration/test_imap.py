@@ -282,6 +282,14 @@ class ImapTest(unittest.TestCase):
         for b in bodies:
             self.assertEqual(fs.sha256(b), fs.sha256(big))
         self.assertEqual(ok(m.search(None, "BODY", '"line 59999 of big"')), [b"1 2 3 4"])
+        # more messages than one storage read holds: read in batches
+        medium = [fs.message("medium%d" % i, lines=3000) for i in range(12)]
+        for body in medium:
+            self.assertEqual(m.append("INBOX", None, None, body)[0], "OK")
+        data = ok(m.fetch("1:*", "(BODY.PEEK[])"))
+        bodies = [d[1] for d in data if isinstance(d, tuple)]
+        self.assertEqual(bodies, [big] * 4 + medium)
+        self.assertEqual(ok(m.search(None, "BODY", "medium11")), [b"16"])
         m.logout()
 
     def test_examine_is_readonly(self):
