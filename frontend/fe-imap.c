@@ -8,8 +8,11 @@
  *                      subscribe (LIST: every mailbox, the engine matches)
  *   APPEND             mail_mbox_append
  *   MESSAGES           mail_mbox_fetch (with the bytes when the engine needs
- *                      them); messages the engine's output buffer cannot
- *                      take yet are copied and given after the SENDs drain
+ *                      them) in batches of UIDs, the next batch only once
+ *                      the previous one went out to the connection (whose
+ *                      SENDs are sliced), so a big FETCH moves at the
+ *                      client's pace; a message the engine's output buffer
+ *                      cannot take yet is copied and given after a drain
  *   STORE, COPY, EXPUNGE  mail_mbox_store_flags / copy / expunge
  *   POLL               mail_mbox_changes (below)
  *
