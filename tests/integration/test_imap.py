@@ -10,7 +10,10 @@ PostgreSQL), COPY and MOVE with COPYUID, SEARCH with flag, size and header
 substring keys, UID FETCH/STORE/SEARCH, IMAPS with real TLS, curl's imap://
 FETCH, and across the two frontends: a session in IDLE on one frontend sees
 EXISTS for an APPEND made on the other, for a message delivered over LMTP,
-and EXPUNGE for an expunge made on the other.
+and EXPUNGE for an expunge made on the other or by a POP3 session; with
+Redis stopped, IDLE still sees changes by polling. Also a large-message
+FETCH (sliced output, batched reads), malformed commands answered BAD/NO
+with the session surviving, and no FETCH echo of a session's own STORE.
 
 Needs POSTERN_PG_DSN, POSTERN_REDIS_HOST/PORT and POSTERN_BIN_DIR (see
 tests/integration/runner.py); standard library only.
@@ -18,6 +21,7 @@ tests/integration/runner.py); standard library only.
 
 import imaplib
 import os
+import poplib
 import re
 import shutil
 import smtplib
@@ -117,7 +121,7 @@ class ImapTest(unittest.TestCase):
             cls.store = fs.Store()
             cls.certs = fs.Certs(cls.tmp)
             cls.a = fs.Frontend("imap-a", cls.store, cls.certs, folder=cls.tmp,
-                                services=("imap", "imaps", "lmtp"))
+                                services=("imap", "imaps", "lmtp", "pop3"))
             # b: no plaintext logins from loopback without TLS
             cls.b = fs.Frontend("imap-b", cls.store, cls.certs, folder=cls.tmp,
                                 services=("imap", "imaps"),
@@ -446,6 +450,23 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(a.untagged_responses.get("EXISTS", [b""])[-1], b"3")
         a.logout()
         b.logout()
+
+    def test_pop3_expunge_reaches_imap_idle(self):
+        user, pw, account, inbox, uids = self.new_user([fs.message("p1"), fs.message("p2")])
+        a = self.imap(user, pw, fe=self.b)
+        self.assertEqual(ok(a.select("INBOX")), [b"2"])
+        idle = Idler(a)
+        p = poplib.POP3("127.0.0.1", self.a.ports["pop3"], timeout=10)
+        p.user(user)
+        p.pass_(pw)
+        p.dele(1)
+        p.quit()
+        idle.wait_for(rb"^\* 1 EXPUNGE", 5)
+        idle.done()
+        data = ok(a.fetch("1:*", "(UID)"))
+        self.assertEqual(len(data), 1)
+        self.assertIn(b"UID %d" % uids[1], data[0])
+        a.logout()
 
     def test_zz_idle_polls_without_redis(self):
         # (runs last: Redis clients reconnect with a backoff afterwards)
