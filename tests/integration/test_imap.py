@@ -24,6 +24,7 @@ import os
 import poplib
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -450,6 +451,19 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(a.untagged_responses.get("EXISTS", [b""])[-1], b"3")
         a.logout()
         b.logout()
+
+    def test_drain_says_bye_in_idle(self):
+        c = fs.Frontend("imap-c", self.store, self.certs, folder=self.tmp, services=("imap",))
+        try:
+            user, pw, _, _, _ = self.new_user([fs.message("d1")])
+            m = self.imap(user, pw, fe=c)
+            ok(m.select("INBOX"))
+            idle = Idler(m)
+            c.signal(signal.SIGTERM)
+            idle.wait_for(rb"^\* BYE", 10)
+            self.assertEqual(c.proc.wait(timeout=15), 0, c.log_tail())
+        finally:
+            c.stop()
 
     def test_pop3_expunge_reaches_imap_idle(self):
         user, pw, account, inbox, uids = self.new_user([fs.message("p1"), fs.message("p2")])
