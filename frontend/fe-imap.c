@@ -396,12 +396,28 @@ static void own_add(struct fe_imap *p, uint32_t uid, uint64_t modseq)
 	p->own[p->own_count++] = (struct own_store){ .uid = uid, .modseq = modseq };
 }
 
+static int own_cmp(const void *a, const void *b)
+{
+	const struct own_store *x = a, *y = b;
+
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->modseq < y->modseq ? -1 : x->modseq > y->modseq ? 1 : 0;
+}
+
+/* Sorts the list for own_seen() (once per changes read). */
+static void own_sort(struct fe_imap *p)
+{
+	if (p->own_count > 1)
+		qsort(p->own, p->own_count, sizeof(*p->own), own_cmp);
+}
+
 static bool own_seen(const struct fe_imap *p, uint32_t uid, uint64_t modseq)
 {
-	for (size_t i = 0; i < p->own_count; i++)
-		if (p->own[i].uid == uid && p->own[i].modseq == modseq)
-			return true;
-	return false;
+	struct own_store key = { .uid = uid, .modseq = modseq };
+
+	return p->own_count > 0 &&
+	       bsearch(&key, p->own, p->own_count, sizeof(*p->own), own_cmp) != NULL;
 }
 
 /* Forgets own results at or below modseq (changes were read up to it). */
@@ -675,6 +691,7 @@ static void changes_cb(void *ctx, enum mail_mbox_result res, const struct mail_m
 
 			(void)imap_session_notify(p->s, &n);
 		}
+		own_sort(p);
 		for (size_t i = 0; i < ch->changed_count; i++)
 			if (!own_seen(p, ch->changed[i].uid, ch->changed[i].modseq))
 				notify_flags(p, &ch->changed[i], IMAP_NOTIFY_FLAGS, false);
