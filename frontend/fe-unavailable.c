@@ -10,6 +10,7 @@
  *
  * Also the table fe_service_adapter() that picks each service's adapter.
  */
+#include "fe-imap.h"
 #include "fe-protocol.h"
 #include "fe-smtp.h"
 
@@ -117,6 +118,9 @@ const struct fe_protocol fe_protocol_unavailable = {
 const struct fe_protocol *fe_service_adapter(enum fe_service svc)
 {
 	switch (svc) {
+	case FE_SVC_IMAP:
+	case FE_SVC_IMAPS:
+		return &fe_protocol_imap;
 	case FE_SVC_POP3:
 	case FE_SVC_POP3S:
 		return &fe_protocol_pop3;

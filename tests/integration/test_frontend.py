@@ -70,6 +70,8 @@ class FrontendTest(unittest.TestCase):
 
     def test_admin_endpoints(self):
         self.assertEqual(self.a.http("/healthz"), (200, "ok\n"))
+        # every thread's pool connects in the background after the start
+        fs.wait_for(lambda: self.a.readyz()[0] == 200, 10)
         status, body = self.a.readyz()
         self.assertEqual(status, 200, body)
         self.assertEqual(body["status"], "ready")
@@ -184,13 +186,22 @@ class FrontendTest(unittest.TestCase):
 
     # ---- listeners of protocols not wired in yet ----
 
-    def test_unavailable_protocols(self):
-        # A listener whose protocol is not served yet says so in its own
-        # words and closes, instead of hanging or resetting.
+    def test_imap_listener_greets(self):
+        # Every listener is served now: IMAP greets with "* OK" and lists
+        # what it can do, and CAPABILITY says the same.
         s = socket.create_connection(("127.0.0.1", self.a.ports["imap"]), timeout=5)
+        greeting = fs.read_line(s)
+        self.assertTrue(greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 "), greeting)
+        s.sendall(b"c1 CAPABILITY\r\nc2 LOGOUT\r\n")
         data = fs.read_until_closed(s)
         s.close()
-        self.assertTrue(data.startswith(b"* BYE [UNAVAILABLE]"), data)
+        caps = data.split(b"\r\n")[0]
+        self.assertTrue(caps.startswith(b"* CAPABILITY IMAP4rev1 "), data)
+        for c in (b"IDLE", b"UIDPLUS", b"MOVE", b"LITERAL+"):
+            self.assertIn(c, caps.split())
+        self.assertIn(b"c1 OK", data)
+        self.assertIn(b"* BYE", data)
+        self.assertIn(b"c2 OK", data)
 
     def test_smtp_listeners_greet(self):
         for svc in ("smtp", "submission"):
