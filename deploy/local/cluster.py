@@ -51,7 +51,7 @@ between this file and the daemons:
                         separated; POSTERN_UPSTREAM_ADMIN the frontends' admin
                         addresses (health: /readyz); POSTERN_PROXY_PROTOCOL v2
 A process is ready when it is alive, each of its listen ports accepts a TCP
-connection and its admin port answers GET /healthz with 200.
+connection and its admin port answers GET /readyz with 200 (serving).
 
 Demo data: if build/storage/posternctl exists, `up` runs the commands of
 PROVISION (migrate every time; the others once, recorded in
@@ -295,12 +295,15 @@ def _ready_problem(proc, pid):
         if not services.tcp_accepts("127.0.0.1", port, timeout=0.5):
             return "%s port %d not accepting" % (proto, port)
     if proc.admin:
+        # /readyz, not only /healthz: `up` returns when the cluster serves
+        # (a frontend's storage connections are up on every thread, the
+        # balancer has a healthy frontend), not merely when it is alive.
         try:
-            st = _http_status(proc.admin, "/healthz")
+            st = _http_status(proc.admin, "/readyz")
         except (OSError, http.client.HTTPException) as e:
             return "admin port %d: %s" % (proc.admin, e)
         if st != 200:
-            return "admin /healthz answered %d" % st
+            return "admin /readyz answered %d" % st
     return None
 
 

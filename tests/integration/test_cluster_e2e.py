@@ -8,6 +8,7 @@ and curl read the message back byte for byte, MX accepts local mail and
 refuses relaying. A frontend killed with SIGKILL must not fail any new
 connection through the balancer, and `up` brings it back.
 """
+import imaplib
 import json
 import os
 import poplib
@@ -86,9 +87,9 @@ class ClusterEndToEnd(unittest.TestCase):
                 return i
         return None
 
-    # Protocols the frontends serve; the balancer's /readyz has one check per
-    # listener, failing while no frontend passes that protocol's probe.
-    SERVED = ("pop3", "pop3s", "smtp", "submission", "submissions", "lmtp")
+    # The balancer's /readyz has one check per listener, failing while no
+    # frontend passes that protocol's probe: all of them must pass.
+    SERVED = ("imap", "imaps", "pop3", "pop3s", "smtp", "submission", "submissions", "lmtp")
 
     def readyz(self, url):
         try:
@@ -106,7 +107,8 @@ class ClusterEndToEnd(unittest.TestCase):
         for name in ("frontend-1", "frontend-2"):
             status, body = self.readyz(procs[name]["admin_url"])
             self.assertEqual(status, 200, body)
-        _, body = self.readyz(procs["balancer"]["admin_url"])
+        status, body = self.readyz(procs["balancer"]["admin_url"])
+        self.assertEqual(status, 200, body)
         checks = {c["name"]: c for c in body["checks"]}
         for proto in self.SERVED:
             self.assertTrue(checks[proto]["ok"], checks[proto])
@@ -141,6 +143,40 @@ class ClusterEndToEnd(unittest.TestCase):
             capture_output=True, timeout=30)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn(("Subject: " + subject).encode(), out.stdout)
+
+    def test_submit_then_read_over_imap_through_the_balancer(self):
+        subject = "imap " + uuid.uuid4().hex
+        self.submit(subject)
+        im = imaplib.IMAP4("127.0.0.1", BASE + 143, timeout=15)
+        im.starttls(self.ca)
+        im.login(DEMO, PASSWORD)
+        im.select("INBOX")
+        typ, data = im.search(None, "SUBJECT", '"%s"' % subject)
+        self.assertEqual(typ, "OK")
+        nums = data[0].split()
+        self.assertEqual(len(nums), 1, data)
+        typ, data = im.fetch(nums[0], "(BODY.PEEK[] FLAGS)")
+        self.assertEqual(typ, "OK")
+        raw = data[0][1]
+        self.assertIn(("Subject: " + subject).encode(), raw)
+        # exactly as swaks sent it (its own blank line ends the body)
+        self.assertTrue(raw.endswith(b"\r\n\r\nline one\r\n.dot line\r\n\r\n"), raw[-60:])
+        # file it into Archive and delete it from INBOX, as a mail client does
+        typ, _ = im.copy(nums[0], "Archive")
+        self.assertEqual(typ, "OK")
+        im.store(nums[0], "+FLAGS", "\\Deleted")
+        im.expunge()
+        typ, data = im.search(None, "SUBJECT", '"%s"' % subject)
+        self.assertEqual(data[0].split(), [])
+        im.select("Archive", readonly=True)
+        typ, data = im.search(None, "SUBJECT", '"%s"' % subject)
+        self.assertEqual(len(data[0].split()), 1)
+        im.logout()
+        # implicit TLS too
+        im = imaplib.IMAP4_SSL("127.0.0.1", BASE + 993, ssl_context=self.ca, timeout=15)
+        im.login(DEMO, PASSWORD)
+        self.assertEqual(im.select("Archive", readonly=True)[0], "OK")
+        im.logout()
 
     def test_mx_accepts_local_and_refuses_relay(self):
         s = smtplib.SMTP("127.0.0.1", BASE + 25, timeout=15)
