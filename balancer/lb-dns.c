@@ -42,6 +42,7 @@ struct lb_dns_entry {
 	bool resolved;
 	uint64_t next_ms;
 	char last[96];			/* last result, for logs and /status */
+	bool failing;			/* the last resolution failed (logged once) */
 	/* The resolution in flight. */
 	unsigned int pending;
 	bool failed, cancelled, dead;
@@ -124,8 +125,11 @@ static void entry_done(struct lb_dns_entry *e)
 	if (e->failed || e->nacc == 0) {
 		if (e->nacc == 0 && !e->failed)
 			snprintf(e->last, sizeof(e->last), "no addresses");
-		pn_warn("event=dns_failed entry=%s error=\"%s\" kept=%zu", e->spec, e->last,
-			e->naddrs);
+		if (!e->failing)
+			pn_warn("event=dns_failed entry=%s error=\"%s\" kept=%zu "
+				"note=\"retried every dns_min_interval, logged once\"", e->spec,
+				e->last, e->naddrs);
+		e->failing = true;
 		e->next_ms = now + lb->cfg.dns_min_interval_ms;
 		return;
 	}
@@ -141,6 +145,9 @@ static void entry_done(struct lb_dns_entry *e)
 		wait = lb->cfg.dns_min_interval_ms;
 	e->next_ms = now + wait;
 	snprintf(e->last, sizeof(e->last), "ok: %zu addresses, ttl %u s", m, e->min_ttl);
+	if (e->failing)
+		pn_info("event=dns_recovered entry=%s addresses=%zu", e->spec, m);
+	e->failing = false;
 	if (e->resolved && m == e->naddrs && memcmp(e->acc, e->addrs, m * sizeof(*e->acc)) == 0)
 		return;
 	{

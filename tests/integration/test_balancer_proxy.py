@@ -145,6 +145,32 @@ class ProxyAcceptTest(unittest.TestCase):
         finally:
             lb.stop()
 
+    def test_l7_after_a_trusted_header(self):
+        up = Upstream("fe-l7", login=True)
+        lb = Balancer(upstreams={"imap": [up.addr()]},
+                      env={"POSTERN_L7": "imap", "POSTERN_L7_REQUIRE_TLS": "no",
+                           "POSTERN_IMAP_PROXY_ACCEPT_FROM": "127.0.0.1"})
+        try:
+            s = lb.connect()
+            # The header and the first command together: the balancer greets
+            # only after the header, then answers the command.
+            s.sendall(v2_header("203.0.113.50", 6000) + b"c CAPABILITY\r\n")
+            self.assertTrue(recv_line(s).startswith(b"* OK"))
+            self.assertTrue(recv_line(s).startswith(b"* CAPABILITY"))
+            self.assertTrue(recv_line(s).startswith(b"c OK"))
+            s.sendall(b"a LOGIN ann secret\r\n")
+            line = recv_line(s)
+            while line.startswith(b"*"):
+                line = recv_line(s)
+            self.assertTrue(line.startswith(b"a OK"), line)
+            wait_for(lambda: up.proxied() >= 1, timeout=5, what="the upstream header")
+            with up.lock:
+                self.assertEqual(up.headers[-1][0], ("203.0.113.50", 6000))
+            s.close()
+        finally:
+            lb.stop()
+            up.kill()
+
     def test_listener_without_setting_relays_header_as_bytes(self):
         lb = Balancer(upstreams={"imap": [self.up.addr()]})
         try:
