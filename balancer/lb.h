@@ -4,7 +4,8 @@
  *
  * Threads and who owns what:
  * - The control thread (main) runs one loop with the admin HTTP server,
- *   the health checker, the signal handler and a 100 ms tick. It alone
+ *   the health checker, the c-ares resolver of dns:/srv: upstreams
+ *   (lb-dns.c), the signal handler and a 100 ms tick. It alone
  *   creates, changes and frees servers, backends and snapshots, and it
  *   alone runs the rise/fall state machines.
  * - Each relay thread (struct lb_worker) runs its own loop with its own
