@@ -269,28 +269,40 @@ class DnsUpstreamTest(unittest.TestCase):
     def test_sighup_adds_and_drops_dns_entries(self):
         u = Upstream("pod1")
         self.ups.append(u)
-        self.dns.set({("fe.test", "A"): ["127.0.0.1"], ("fe2.test", "A"): ["127.0.0.1"]})
+        dns2 = DnsResponder(ttl=1)
+        self.dns.set({("fe.test", "A"): ["127.0.0.1"]})
+        dns2.set({("fe2.test", "A"): ["127.0.0.1"]})
         fd, cfg = tempfile.mkstemp(prefix="lb-dns-", suffix=".conf")
         os.close(fd)
         with open(cfg, "w") as f:
-            f.write("imap_upstreams = dns:fe.test:%d\n" % u.port)
-        env = {"POSTERN_DNS_SERVERS": self.dns.addr(), "POSTERN_DNS_MIN_INTERVAL": "200ms"}
-        lb = Balancer(protos=("imap",), env=env, config=cfg)
+            f.write("dns_servers = %s\nimap_upstreams = dns:fe.test:%d\n" % (
+                self.dns.addr(), u.port))
+        lb = Balancer(protos=("imap",), env={"POSTERN_DNS_MIN_INTERVAL": "200ms"},
+                      config=cfg)
         try:
             wait_for(lambda: pool_names(lb) == ["upstream-1-127.0.0.1"], timeout=10,
                      what="the first resolution")
             held, _ = lb.greet()
+            # Another entry, on another name server (the resolver is
+            # replaced; queries in flight on the old one are cancelled).
             with open(cfg, "w") as f:
-                f.write("imap_upstreams = dns:fe2.test:%d\nupstream_names = other\n" % u.port)
+                f.write("dns_servers = %s\nimap_upstreams = dns:fe2.test:%d\n"
+                        "upstream_names = other\n" % (dns2.addr(), u.port))
             lb.proc.send_signal(signal.SIGHUP)
             wait_for(lambda: pool_names(lb) == ["other-127.0.0.1"], timeout=10,
                      what="the new entry")
             self.assertEqual([d["entry"] for d in lb.status()["dns"]],
                              ["dns:fe2.test:%d" % u.port])
+            self.assertGreaterEqual(dns2.count("fe2.test", "A"), 1)
+            self.assertEqual(self.dns.count("fe2.test", "A"), 0)
             self.assertTrue(echo_ok(held))
             held.close()
+            s, greeting = lb.greet()
+            self.assertEqual(upstream_name(greeting), "pod1")
+            s.close()
         finally:
             lb.stop()
+            dns2.close()
             os.unlink(cfg)
 
 
