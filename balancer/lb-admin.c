@@ -178,7 +178,24 @@ static int status_json(struct lb *lb, struct pn_buf *o)
 		r |= pn_buf_append_str(o, "]");
 		first = false;
 	}
-	r |= pn_buf_append_str(o, "},\"connections_per_second\":[");
+	r |= pn_buf_append_str(o, "},\"dns\":[");
+	{
+		const struct lb_dns_entry *list[64];
+		size_t n = lb_dns_entries(lb, list, 64);
+
+		for (size_t i = 0; i < n; i++) {
+			const char *spec, *last;
+			size_t naddrs;
+
+			lb_dns_entry_info(list[i], &spec, &naddrs, &last);
+			r |= pn_buf_append_str(o, i > 0 ? ",{\"entry\":" : "{\"entry\":");
+			r |= json_str(o, spec);
+			r |= pn_buf_printf(o, ",\"addresses\":%zu,\"last\":", naddrs);
+			r |= json_str(o, last);
+			r |= pn_buf_append_str(o, "}");
+		}
+	}
+	r |= pn_buf_append_str(o, "],\"connections_per_second\":[");
 	for (unsigned int i = 0; i < lb->cps_count; i++) {
 		unsigned int k = (lb->cps_head + LB_RATE_SAMPLES - lb->cps_count + i) %
 				 LB_RATE_SAMPLES;

@@ -6,12 +6,15 @@
  */
 #include "lb-config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lb-algo.h"
+#include "postern/cidr.h"
 #include "postern/loop.h"
 
 /* RFC 5530 section 3 (UNAVAILABLE), RFC 3206 section 4 (SYS/TEMP), RFC
@@ -110,6 +113,16 @@ static int check_hostport(const void *value, const char **error_r)
 	return -1;
 }
 
+static int check_cidr_list(const void *value, const char **error_r)
+{
+	struct pn_cidr_list l;
+
+	if (pn_cidr_list_parse(*(char *const *)value, &l, error_r) < 0)
+		return -1;
+	pn_cidr_list_free(&l);
+	return 0;
+}
+
 #define LISTEN_DEF(p, P)                                                      \
 	{ p "_listen", PN_CFG_STRING, "", offsetof(struct lb_config, listen[P]), \
 	  check_hostport_or_empty,                                            \
@@ -117,7 +130,13 @@ static int check_hostport(const void *value, const char **error_r)
 	{ p "_upstreams", PN_CFG_LIST, "",                                     \
 	  offsetof(struct lb_config, upstreams[P]), NULL,                     \
 	  "The frontends' " p " addresses, one per server in server order "  \
-	  "(\"-\": that server has none)." }
+	  "(\"-\": that server has none; dns:NAME:PORT or srv:NAME: every "   \
+	  "address the name resolves to)." },                                \
+	{ p "_proxy_accept_from", PN_CFG_STRING, "",                          \
+	  offsetof(struct lb_config, proxy_accept_from[P]), check_cidr_list,  \
+	  "Networks (CIDR list) whose connections to the " p " listener must " \
+	  "start with a PROXY v1/v2 header (a proxy in front of the balancer); " \
+	  "from other peers a PROXY header is refused. Empty: never accepted." }
 
 const struct pn_config_def lb_config_defs[] = {
 	{ "node", PN_CFG_STRING, "balancer", offsetof(struct lb_config, node), NULL,
@@ -134,6 +153,20 @@ const struct pn_config_def lb_config_defs[] = {
 	  "endpoints only when admin_listen is a loopback address." },
 	{ "threads", PN_CFG_INT_RANGE(0, 256), "0", offsetof(struct lb_config, threads),
 	  NULL, "Relay threads, each with its own ring and listeners; 0 = one per core." },
+	{ "dns_servers", PN_CFG_STRING, "", offsetof(struct lb_config, dns_servers), NULL,
+	  "Name servers for dns:/srv: upstreams (\"127.0.0.1:5353,[::1]:53\"); empty: "
+	  "those of /etc/resolv.conf." },
+	{ "dns_interval", PN_CFG_DURATION_RANGE(100, 86400000), "30s",
+	  offsetof(struct lb_config, dns_interval_ms), NULL,
+	  "Longest time between resolutions of a dns:/srv: upstream (a shorter "
+	  "TTL in the answer wins)." },
+	{ "dns_min_interval", PN_CFG_DURATION_RANGE(100, 86400000), "1s",
+	  offsetof(struct lb_config, dns_min_interval_ms), NULL,
+	  "Shortest time between resolutions (a TTL below it, and the retry "
+	  "after a failure, wait this long)." },
+	{ "dns_timeout", PN_CFG_DURATION_RANGE(100, 60000), "1s",
+	  offsetof(struct lb_config, dns_timeout_ms), NULL,
+	  "Time a name server has to answer one try (two tries per server)." },
 	LISTEN_DEF("imap", LB_PROTO_IMAP),
 	LISTEN_DEF("imaps", LB_PROTO_IMAPS),
 	LISTEN_DEF("pop3", LB_PROTO_POP3),
@@ -263,7 +296,7 @@ static bool name_ok(const char *s)
 {
 	size_t len = strlen(s);
 
-	if (len == 0 || len >= LB_NAME_MAX)
+	if (len == 0 || len >= LB_CONF_NAME_MAX)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
@@ -292,11 +325,266 @@ static int parse_weight(const char *s, uint32_t *w_r)
 	return 0;
 }
 
-int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
-		      const char **error_r)
+int lb_dns_spec_parse(const char *s, struct lb_dns_spec *spec_r)
 {
-	size_t n = cfg->upstream_admin.count;
-	struct lb_server_conf *sv;
+	const char *name, *end;
+	size_t len;
+
+	memset(spec_r, 0, sizeof(*spec_r));
+	if (strncmp(s, "dns:", 4) == 0) {
+		const char *colon = strrchr(s + 4, ':');
+		unsigned long port = 0;
+
+		if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) > 5 || colon[1] == '0')
+			return -1;
+		for (const char *q = colon + 1; *q != '\0'; q++) {
+			if (*q < '0' || *q > '9')
+				return -1;
+			port = port * 10 + (unsigned long)(*q - '0');
+		}
+		if (port < 1 || port > 65535)
+			return -1;
+		spec_r->kind = LB_DNS_ADDR;
+		spec_r->port = (uint16_t)port;
+		name = s + 4;
+		end = colon;
+	} else if (strncmp(s, "srv:", 4) == 0) {
+		spec_r->kind = LB_DNS_SRV;
+		name = s + 4;
+		end = name + strlen(name);
+	} else {
+		return 0;
+	}
+	/* RFC 1035 section 2.3.4: at most 253 characters in text form (a
+	 * trailing dot allowed); '_' for SRV's service labels (RFC 2782). */
+	len = (size_t)(end - name);
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > LB_DNS_NAME_MAX - 1 || name[0] == '.')
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return -1;
+		if (c == '.' && name[i + 1] == '.')
+			return -1;
+	}
+	memcpy(spec_r->name, name, len);
+	spec_r->name[len] = '\0';
+	return 1;
+}
+
+/* The IP of an address as a comparable key: family and 16 bytes. */
+struct ip_key {
+	int family;
+	uint8_t b[16];
+};
+
+static void ip_key_of(const struct sockaddr_storage *ss, struct ip_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->family = ss->ss_family;
+	if (ss->ss_family == AF_INET)
+		memcpy(k->b, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	else if (ss->ss_family == AF_INET6)
+		memcpy(k->b, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return 0;
+}
+
+static int ip_key_cmp(const struct ip_key *a, const struct ip_key *b)
+{
+	if (a->family != b->family)
+		return a->family < b->family ? -1 : 1;
+	return memcmp(a->b, b->b, sizeof(a->b));
+}
+
+static int addr_cmp(const void *x, const void *y)
+{
+	const struct sockaddr_storage *a = x, *b = y;
+	struct ip_key ka, kb;
+	int r;
+
+	ip_key_of(a, &ka);
+	ip_key_of(b, &kb);
+	r = ip_key_cmp(&ka, &kb);
+	if (r != 0)
+		return r;
+	return port_of(a) < port_of(b) ? -1 : port_of(a) > port_of(b);
+}
+
+/* A server of a DNS group: the k-th address with this IP in each entry. */
+struct group_key {
+	struct ip_key ip;
+	unsigned int k;
+};
+
+#define SLOT_ADMIN LB_PROTO_COUNT
+#define NSLOTS (LB_PROTO_COUNT + 1)
+
+struct group_slot {
+	struct sockaddr_storage *a;	/* sorted, no duplicates */
+	size_t n;
+};
+
+static socklen_t ss_len(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					: sizeof(struct sockaddr_in6);
+}
+
+/* The k-th address of slot with this IP, or NULL. */
+static const struct sockaddr_storage *slot_find(const struct group_slot *sl,
+						const struct group_key *g)
+{
+	unsigned int seen = 0;
+
+	for (size_t i = 0; i < sl->n; i++) {
+		struct ip_key k;
+
+		ip_key_of(&sl->a[i], &k);
+		if (ip_key_cmp(&k, &g->ip) == 0 && seen++ == g->k)
+			return &sl->a[i];
+	}
+	return NULL;
+}
+
+/* Appends the servers of DNS group position i to *out (*n of them, *cap
+ * allocated). Returns 0 or -1 with *error_r. */
+static int build_group(const struct lb_config *cfg, const struct lb_dns_view *dns, size_t i,
+		       const char *base, uint32_t weight, struct lb_server_conf **out,
+		       size_t *n, size_t *cap, const char **error_r)
+{
+	struct group_slot slots[NSLOTS];
+	struct group_key *keys = NULL;
+	size_t nkeys = 0, total = 0;
+	int ret = -1;
+
+	memset(slots, 0, sizeof(slots));
+	for (int p = 0; p < NSLOTS; p++) {
+		const struct pn_config_list *l = p == SLOT_ADMIN ? &cfg->upstream_admin
+								  : &cfg->upstreams[p];
+		const struct sockaddr_storage *a;
+		size_t na = 0, m = 0;
+
+		if (i >= l->count || strcmp(l->items[i], "-") == 0 || dns == NULL)
+			continue;
+		a = dns->lookup(dns->ctx, l->items[i], &na);
+		if (a == NULL || na == 0)
+			continue;
+		slots[p].a = malloc(na * sizeof(*a));
+		if (slots[p].a == NULL) {
+			fail(error_r, "out of memory");
+			goto out;
+		}
+		memcpy(slots[p].a, a, na * sizeof(*a));
+		qsort(slots[p].a, na, sizeof(*a), addr_cmp);
+		for (size_t j = 0; j < na; j++)
+			if (m == 0 || addr_cmp(&slots[p].a[m - 1], &slots[p].a[j]) != 0)
+				slots[p].a[m++] = slots[p].a[j];
+		slots[p].n = m;
+		total += m;
+	}
+	keys = calloc(total + 1, sizeof(*keys));
+	if (keys == NULL) {
+		fail(error_r, "out of memory");
+		goto out;
+	}
+	/* Keys in order of IP, then occurrence; each once. */
+	for (int p = 0; p < NSLOTS; p++) {
+		struct ip_key prev;
+		unsigned int k = 0;
+
+		for (size_t j = 0; j < slots[p].n; j++) {
+			struct group_key g;
+			bool have = false;
+
+			ip_key_of(&slots[p].a[j], &g.ip);
+			k = (j > 0 && ip_key_cmp(&prev, &g.ip) == 0) ? k + 1 : 0;
+			prev = g.ip;
+			g.k = k;
+			for (size_t x = 0; x < nkeys && !have; x++)
+				have = keys[x].k == g.k && ip_key_cmp(&keys[x].ip, &g.ip) == 0;
+			if (!have)
+				keys[nkeys++] = g;
+		}
+	}
+	for (size_t x = 0; x < nkeys; x++) {
+		struct lb_server_conf *s;
+		char ip[INET6_ADDRSTRLEN];
+		int len;
+
+		if (*n >= LB_POOL_MAX) {
+			fail(error_r, "more than %d servers (position %zu resolves to %zu)",
+			     LB_POOL_MAX, i + 1, nkeys);
+			goto out;
+		}
+		if (*n == *cap) {
+			size_t nc = *cap == 0 ? 16 : *cap * 2;
+			struct lb_server_conf *ns = realloc(*out, nc * sizeof(*ns));
+
+			if (ns == NULL) {
+				fail(error_r, "out of memory");
+				goto out;
+			}
+			*out = ns;
+			*cap = nc;
+		}
+		s = &(*out)[*n];
+		memset(s, 0, sizeof(*s));
+		inet_ntop(keys[x].ip.family, keys[x].ip.b, ip, sizeof(ip));
+		for (char *q = ip; *q != '\0'; q++)
+			if (*q == ':')
+				*q = '-';
+		if (keys[x].k == 0)
+			len = snprintf(s->name, sizeof(s->name), "%s-%s", base, ip);
+		else
+			len = snprintf(s->name, sizeof(s->name), "%s-%s-%u", base, ip,
+				       keys[x].k + 1);
+		if (len < 0 || (size_t)len >= sizeof(s->name)) {
+			fail(error_r, "server name \"%s-%s\" too long", base, ip);
+			goto out;
+		}
+		s->weight = weight;
+		for (int p = 0; p < NSLOTS; p++) {
+			const struct sockaddr_storage *a = slot_find(&slots[p], &keys[x]);
+
+			if (a == NULL)
+				continue;
+			if (p == SLOT_ADMIN) {
+				s->has_admin = true;
+				memcpy(&s->admin, a, sizeof(*a));
+				s->admin_len = ss_len(a);
+			} else {
+				s->has[p] = true;
+				memcpy(&s->addr[p], a, sizeof(*a));
+				s->addr_len[p] = ss_len(a);
+			}
+		}
+		(*n)++;
+	}
+	ret = 0;
+out:
+	for (int p = 0; p < NSLOTS; p++)
+		free(slots[p].a);
+	free(keys);
+	return ret;
+}
+
+int lb_topology_build(const struct lb_config *cfg, const struct lb_dns_view *dns,
+		      struct lb_topology *t, const char **error_r)
+{
+	size_t n = cfg->upstream_admin.count, nout = 0, cap = 0;
+	struct lb_server_conf *sv = NULL;
 
 	t->servers = NULL;
 	t->n = 0;
@@ -313,28 +601,47 @@ int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
 			    cfg->upstream_weights.count, n);
 	if (n == 0)
 		return 0;
-	sv = calloc(n, sizeof(*sv));
-	if (sv == NULL)
-		return fail(error_r, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		struct lb_server_conf *s = &sv[i];
+		struct lb_server_conf conf, *s = &conf;
+		int ndns = 0, nstatic = 0;
 
+		memset(s, 0, sizeof(*s));
+		/* Which kind of position is this? */
+		for (int p = 0; p < NSLOTS; p++) {
+			const struct pn_config_list *l = p == SLOT_ADMIN ? &cfg->upstream_admin
+									  : &cfg->upstreams[p];
+			struct lb_dns_spec spec;
+			int r;
+
+			if (i >= l->count || strcmp(l->items[i], "-") == 0)
+				continue;
+			r = lb_dns_spec_parse(l->items[i], &spec);
+			if (r < 0) {
+				fail(error_r, "%s%s: bad DNS entry \"%.80s\" (dns:NAME:PORT or "
+				     "srv:NAME)", p == SLOT_ADMIN ? "upstream_admin" :
+				     lb_protos[p].name, p == SLOT_ADMIN ? "" : "_upstreams",
+				     l->items[i]);
+				goto bad;
+			}
+			if (r > 0)
+				ndns++;
+			else
+				nstatic++;
+		}
+		if (ndns > 0 && nstatic > 0) {
+			fail(error_r, "server %zu mixes DNS entries and addresses", i + 1);
+			goto bad;
+		}
 		if (cfg->upstream_names.count != 0) {
 			const char *name = cfg->upstream_names.items[i];
 
 			if (!name_ok(name)) {
 				fail(error_r, "upstream_names: bad name \"%.80s\" (letters, "
 				     "digits, '.', '_', '-'; at most %d bytes)", name,
-				     LB_NAME_MAX - 1);
+				     LB_CONF_NAME_MAX - 1);
 				goto bad;
 			}
 			snprintf(s->name, sizeof(s->name), "%s", name);
-			for (size_t j = 0; j < i; j++) {
-				if (strcmp(sv[j].name, s->name) == 0) {
-					fail(error_r, "upstream_names: \"%s\" twice", s->name);
-					goto bad;
-				}
-			}
 		} else {
 			snprintf(s->name, sizeof(s->name), "upstream-%zu", i + 1);
 		}
@@ -344,6 +651,12 @@ int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
 			fail(error_r, "upstream_weights: bad weight \"%.20s\" (1..%d)",
 			     cfg->upstream_weights.items[i], LB_WEIGHT_MAX);
 			goto bad;
+		}
+		if (ndns > 0) {
+			if (build_group(cfg, dns, i, s->name, s->weight, &sv, &nout, &cap,
+					error_r) < 0)
+				goto bad;
+			continue;
 		}
 		if (i < cfg->upstream_admin.count &&
 		    strcmp(cfg->upstream_admin.items[i], "-") != 0) {
@@ -370,9 +683,34 @@ int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
 			}
 			s->has[p] = true;
 		}
+		if (nout >= LB_POOL_MAX) {
+			fail(error_r, "more than %d servers", LB_POOL_MAX);
+			goto bad;
+		}
+		if (nout == cap) {
+			size_t nc = cap == 0 ? 16 : cap * 2;
+			struct lb_server_conf *ns = realloc(sv, nc * sizeof(*ns));
+
+			if (ns == NULL) {
+				fail(error_r, "out of memory");
+				goto bad;
+			}
+			sv = ns;
+			cap = nc;
+		}
+		sv[nout++] = conf;
+	}
+	/* Names are unique: configured ones, and a group's "<base>-<ip>". */
+	for (size_t a = 0; a < nout; a++) {
+		for (size_t b = 0; b < a; b++) {
+			if (strcmp(sv[a].name, sv[b].name) == 0) {
+				fail(error_r, "upstream_names: \"%s\" twice", sv[a].name);
+				goto bad;
+			}
+		}
 	}
 	t->servers = sv;
-	t->n = n;
+	t->n = nout;
 	return 0;
 bad:
 	free(sv);

@@ -15,7 +15,18 @@
  * it has one admin address (health by /readyz, drain) and one backend per
  * protocol it listens for. "-" in a protocol list means "this node does not
  * serve that protocol". Unnamed servers are called upstream-1, upstream-2...
- * Addresses are numeric (host:port or [v6]:port).
+ * Addresses are numeric (host:port or [v6]:port), or DNS names:
+ *
+ *   imap_upstreams   = dns:frontends.svc.local:143      (A and AAAA)
+ *   pop3_upstreams   = srv:_pop3._tcp.frontends.svc.local  (SRV)
+ *
+ * A position holding DNS entries is a *group*: every address its entries
+ * resolve to becomes a server of its own, named "<base>-<ip>" (base: the
+ * position's upstream_names item or upstream-N; ':' of IPv6 written '-').
+ * Entries of one position are joined by IP address, so that a pod's IMAP,
+ * POP3 and admin addresses form one server; a second address with the same
+ * IP in one entry (SRV records with two ports) is server "<base>-<ip>-2".
+ * Static addresses and DNS entries cannot share a position.
  *
  * Nothing here does I/O except reading the config file.
  */
@@ -68,6 +79,11 @@ enum lb_admin_control { LB_ADMIN_CONTROL_LOOPBACK = 0, LB_ADMIN_CONTROL_ANY,
 
 struct lb_config {
 	char *node;
+	char *dns_servers;		/* "" = /etc/resolv.conf */
+	uint64_t dns_interval_ms;
+	uint64_t dns_min_interval_ms;
+	uint64_t dns_timeout_ms;
+	char *proxy_accept_from[LB_PROTO_COUNT];	/* CIDR list; "" = none */
 	int log_level;			/* enum pn_log_level */
 	char *admin_listen;
 	int admin_control;		/* enum lb_admin_control */
@@ -119,7 +135,10 @@ int lb_config_load(struct lb_config *cfg, const char *path, const char *const *s
 		   size_t nsets, const char **error_r);
 void lb_config_free(struct lb_config *cfg);
 
-#define LB_NAME_MAX 64
+/* Server names: configured ones are at most LB_CONF_NAME_MAX - 1 bytes; a
+ * DNS group adds "-<ip>-<n>" to its base. */
+#define LB_CONF_NAME_MAX 64
+#define LB_NAME_MAX 112
 #define LB_WEIGHT_MAX 1000
 
 /* One frontend node as configured. */
@@ -139,13 +158,40 @@ struct lb_topology {
 	size_t n;
 };
 
-/* Builds the servers from cfg's lists (see the top of this file). Errors:
+/* ---- DNS entries ---- */
+
+enum lb_dns_kind { LB_DNS_ADDR = 1, LB_DNS_SRV };
+#define LB_DNS_NAME_MAX 254	/* 253 characters and the NUL */
+#define LB_DNS_SPEC_MAX 300	/* longest "dns:NAME:PORT" */
+
+struct lb_dns_spec {
+	enum lb_dns_kind kind;
+	char name[LB_DNS_NAME_MAX];	/* letters, digits, '.', '_', '-' */
+	uint16_t port;			/* LB_DNS_ADDR: 1..65535; SRV: 0 */
+};
+
+/* Reads an upstream list item: "dns:NAME:PORT" or "srv:NAME". Returns 1
+ * and fills *spec_r, 0 if s is not a DNS entry (no such prefix), -1 if it
+ * has the prefix but is malformed. */
+int lb_dns_spec_parse(const char *s, struct lb_dns_spec *spec_r);
+
+/* What the topology builder knows of DNS entries: lookup returns the
+ * current addresses (ports set) of the entry spelled spec, *n_r of them,
+ * or NULL with *n_r 0 when it has not been resolved yet. */
+struct lb_dns_view {
+	const struct sockaddr_storage *(*lookup)(void *ctx, const char *spec, size_t *n_r);
+	void *ctx;
+};
+
+/* Builds the servers from cfg's lists (see the top of this file); DNS
+ * entries are expanded from dns (NULL: as if none was resolved). Errors:
  * a bad address, a names or weights list longer or shorter than the
  * servers, a duplicate or malformed name ([A-Za-z0-9._-], at most 63
- * bytes), a weight outside 1..LB_WEIGHT_MAX, more than LB_POOL_MAX
+ * bytes), a malformed DNS entry, a position mixing DNS entries and
+ * addresses, a weight outside 1..LB_WEIGHT_MAX, more than LB_POOL_MAX
  * servers. Returns 0, or -1 with *error_r (per-thread buffer). */
-int lb_topology_build(const struct lb_config *cfg, struct lb_topology *t,
-		      const char **error_r);
+int lb_topology_build(const struct lb_config *cfg, const struct lb_dns_view *dns,
+		      struct lb_topology *t, const char **error_r);
 void lb_topology_free(struct lb_topology *t);
 
 #endif

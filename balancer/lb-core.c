@@ -427,11 +427,13 @@ void lb_reload(struct lb *lb)
 	struct lb_config cfg;
 	struct lb_topology t = { NULL, 0 };
 	struct lb_limits_settings ls;
+	struct lb_dns_view view;
 	const char *err = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
+	lb_dns_view(lb, &view);
 	if (lb_config_load(&cfg, lb->config_path, lb->sets, lb->nsets, &err) < 0 ||
-	    lb_topology_build(&cfg, &t, &err) < 0) {
+	    lb_dns_sync(lb, &cfg, &err) < 0 || lb_topology_build(&cfg, &view, &t, &err) < 0) {
 		snprintf(lb->last_reload, sizeof(lb->last_reload), "failed: %s", err);
 		pn_error("event=reload_failed error=\"%s\"", err);
 		pn_counter_inc(pn_metric_series(lb->m.reloads, PN_LABELS("failed")));
@@ -444,6 +446,10 @@ void lb_reload(struct lb *lb)
 			pn_warn("event=reload_listen_ignored proto=%s listen=%s "
 				"note=\"listener changes need a restart\"", lb_protos[p].name,
 				cfg.listen[p]);
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		if (strcmp(cfg.proxy_accept_from[p], lb->cfg.proxy_accept_from[p]) != 0)
+			pn_warn("event=reload_ignored keys=%s_proxy_accept_from "
+				"note=\"this needs a restart\"", lb_protos[p].name);
 	if (strcmp(cfg.admin_listen, lb->cfg.admin_listen) != 0 || cfg.threads != lb->cfg.threads)
 		pn_warn("event=reload_ignored keys=\"admin_listen threads\" "
 			"note=\"these need a restart\"");
@@ -477,6 +483,7 @@ void lb_reload(struct lb *lb)
 		pn_error("event=tls_sni_reload_failed error=\"%s\"", err);
 	lb_config_free(&lb->cfg);
 	lb->cfg = cfg;
+	lb_dns_prune(lb);
 	pn_log_set_level((enum pn_log_level)cfg.log_level);
 	limits_settings(&lb->cfg, &ls);
 	lb_limits_update(lb->limits, &ls);
@@ -492,6 +499,25 @@ void lb_reload(struct lb *lb)
 		pn_counter_inc(pn_metric_series(lb->m.reloads, PN_LABELS("ok")));
 		lb->reloads++;
 	}
+	lb_topology_free(&t);
+}
+
+void lb_topology_refresh(struct lb *lb, const char *why)
+{
+	struct lb_topology t = { NULL, 0 };
+	struct lb_dns_view view;
+	const char *err = NULL;
+
+	lb_dns_view(lb, &view);
+	if (lb_topology_build(&lb->cfg, &view, &t, &err) < 0) {
+		pn_error("event=topology_failed why=%s error=\"%s\" note=\"the servers stay "
+			 "as they are\"", why, err);
+		return;
+	}
+	if (apply_topology(lb, &t, pn_loop_now_ms(lb->loop)) < 0)
+		pn_error("event=topology_failed why=%s error=\"out of memory\"", why);
+	else
+		pn_info("event=topology_changed why=%s servers=%zu", why, t.n);
 	lb_topology_free(&t);
 }
 
@@ -567,8 +593,10 @@ static void tick(void *ctx)
 	uint64_t now = pn_loop_now_ms(lb->loop);
 
 	lb_health_passive(lb, now);
-	if (!lb->stopping)
+	if (!lb->stopping) {
 		lb_health_tick(lb, now);
+		lb_dns_tick(lb, now);
+	}
 	lb_update_weights(lb);
 	free_retired(lb);
 	sample_rate(lb, now);
@@ -788,10 +816,15 @@ int lb_init(struct lb *lb, const char **error_r)
 	pn_log_set_node(lb->cfg.node);
 	/* The enum's words are listed in pn_log_level order. */
 	pn_log_set_level((enum pn_log_level)lb->cfg.log_level);
-	if (lb_topology_build(&lb->cfg, &t, error_r) < 0)
+	/* DNS entries have no addresses yet: the first tick resolves them. */
+	if (lb_topology_build(&lb->cfg, NULL, &t, error_r) < 0)
 		return -1;
 	if (metrics_init(lb, error_r) < 0)
 		goto fail;
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		if (pn_cidr_list_parse(lb->cfg.proxy_accept_from[p], &lb->proxy_accept[p],
+				       error_r) < 0)
+			goto fail;
 	limits_settings(&lb->cfg, &ls);
 	lb->limits = lb_limits_new(&ls, error_r);
 	if (lb->limits == NULL)
@@ -802,7 +835,7 @@ int lb_init(struct lb *lb, const char **error_r)
 	if (lb->loop == NULL)
 		goto fail;
 	lb->started_ms = pn_loop_now_ms(lb->loop);
-	if (lb_admin_init(lb, error_r) < 0)
+	if (lb_admin_init(lb, error_r) < 0 || lb_dns_sync(lb, &lb->cfg, error_r) < 0)
 		goto fail;
 	if (apply_topology(lb, &t, lb->started_ms) < 0) {
 		*error_r = "out of memory";
@@ -910,6 +943,7 @@ void lb_free(struct lb *lb)
 		/* Let cancelled checks reach on_close. */
 		for (int i = 0; i < 50 && lb->nchecks > 0; i++)
 			pn_loop_run_once(lb->loop, 10);
+		lb_dns_free(lb);
 		pn_loop_free(&lb->loop);
 	}
 	while (lb->backends != NULL) {
@@ -943,6 +977,8 @@ void lb_free(struct lb *lb)
 	lb->sni_names = NULL;
 	lb->sni_count = 0;
 	pn_tls_ctx_free(&lb->tls);
+	for (int p = 0; p < LB_PROTO_COUNT; p++)
+		pn_cidr_list_free(&lb->proxy_accept[p]);
 	pn_metrics_free(&lb->metrics);
 	lb_config_free(&lb->cfg);
 }

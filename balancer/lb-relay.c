@@ -5,6 +5,11 @@
  * over the current snapshot), connect with a timeout, send the PROXY v2
  * header (client and local address), then relay bytes both ways.
  *
+ * PROXY from clients: on a listener with proxy_accept_from, a peer in
+ * those networks must send a PROXY v1/v2 header first (CONN_PROXYIN); the
+ * client it names replaces the peer for limits, hashing and our own
+ * header. Another peer whose first bytes are a PROXY header is closed.
+ *
  * L7 (listeners named in `l7`): the balancer terminates TLS (implicit, or
  * STARTTLS) with the TLS engine on memory BIOs, speaks the protocol itself
  * up to the login (lb-login.h), picks the backend by consistent hashing of
@@ -50,6 +55,7 @@
 
 #include "lb-login.h"
 #include "postern/buf.h"
+#include "postern/cidr.h"
 #include "postern/hash.h"
 #include "postern/log.h"
 #include "postern/proxy.h"
@@ -57,6 +63,7 @@
 
 #define LB_FIN_TIMEOUT_MS 30000
 #define LB_REFUSE_LINGER_MS 2000
+#define LB_PROXYIN_TIMEOUT_MS 10000	/* a trusted proxy sends its header at once */
 #define QUEUE_SLACK (64 * 1024)	/* a receive chunk, a header, a TLS flight */
 #define TLS_CHUNK 16384
 #define RELAY_RECV_BUF (64 * 1024)
@@ -64,6 +71,7 @@
 
 enum conn_state {
 	CONN_PRELOGIN = 0,	/* L7: our own dialogue with the client */
+	CONN_PROXYIN,		/* reading a trusted proxy's PROXY header */
 	CONN_CONNECTING,	/* connecting to an upstream */
 	CONN_REPLAY,		/* L7: replaying the login to the upstream */
 	CONN_RELAY,
@@ -93,6 +101,8 @@ struct lb_conn {
 	bool l7;
 	bool tls_counted;
 	bool goodbye_pending;	/* close_notify waits for the handshake */
+	bool sniff_proxy;	/* untrusted peer on a PROXY listener: check its
+				 * first bytes for a header */
 	uint8_t proxy;
 	uint32_t relay_buffer;
 	uint64_t idle_timeout_ms, connect_timeout_ms, login_deadline_ms;
@@ -891,9 +901,18 @@ static void client_plain(struct lb_conn *c, const uint8_t *data, size_t len)
 		l7_login_events(c);
 		return;
 	case CONN_CONNECTING:
+		if (!c->l7) {
+			/* L4: bytes that arrived with a PROXY header, or a
+			 * receive that was in flight when reading stopped:
+			 * sent after our header. */
+			if (pn_buf_append(&c->replay, data, len) < 0)
+				conn_close(c, true);
+			return;
+		}
+		/* fall through */
 	case CONN_REPLAY:
 		/* L7: sent after the login, before its answer; the relay
-		 * passes it on. (L4 does not read the client here.) */
+		 * passes it on. */
 		if (pn_buf_append(&c->held, data, len) < 0)
 			conn_close(c, true);
 		return;
@@ -988,6 +1007,89 @@ fail:
 	conn_close(c, false);
 }
 
+static int conn_begin(struct lb_conn *c, const struct lb_snapshot *s);
+
+/* A PROXY header's beginning: the v2 signature (its first 4 bytes already,
+ * "\r\n\r\n", which no client of ours starts with), or the v1 "PROXY ".
+ * Only the first chunk is looked at: a header split before these bytes
+ * passes as protocol bytes, which the frontend (behind our own header)
+ * does not trust either. */
+static bool looks_like_proxy(const uint8_t *data, size_t len)
+{
+	size_t n = len < PN_PROXY_V2_SIG_LEN ? len : PN_PROXY_V2_SIG_LEN;
+
+	if (len >= 4 && memcmp(data, pn_proxy_v2_signature, n) == 0)
+		return true;
+	return len >= 6 && memcmp(data, "PROXY ", 6) == 0;
+}
+
+/* A trusted proxy's header (HAProxy's proxy-protocol.txt, v2 section 2.2,
+ * v1 section 2.1): collected in held until complete, then the client
+ * address it names replaces the peer's (limits, source hashing and our own
+ * PROXY header use it); LOCAL or UNKNOWN keep the peer's. Bytes after it
+ * are the client's. Anything else closes the connection, as the frontend
+ * does with a trusted peer that sends no header. */
+static void proxy_in(struct lb_conn *c, const uint8_t *data, size_t len)
+{
+	struct pn_proxy_header h;
+	const char *err = NULL;
+	char peer[64];
+	uint8_t *rest = NULL;
+	size_t rest_len = 0;
+	int n;
+
+	if (len == 0 || pn_buf_append(&c->held, data, len) < 0) {
+		conn_close(c, false);
+		return;
+	}
+	n = pn_proxy_decode(pn_buf_rptr(&c->held), pn_buf_len(&c->held), 0, &h, &err);
+	if (n == 0)
+		return;
+	if (n < 0) {
+		pn_warn("event=proxy_refused proto=%s peer=%s reason=\"%s\"",
+			lb_protos[c->proto].name, peer_text(c, peer, sizeof(peer)), err);
+		pn_counter_inc(pn_metric_series(c->w->lb->m.refused,
+						PN_LABELS(lb_protos[c->proto].name, "proxy_bad")));
+		conn_close(c, false);
+		return;
+	}
+	if (h.command == PN_PROXY_CMD_PROXY && h.has_addrs &&
+	    (h.src.ss_family == AF_INET || h.src.ss_family == AF_INET6)) {
+		memcpy(&c->caddr, &h.src, sizeof(c->caddr));
+		c->caddr_len = h.src.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+							  : sizeof(struct sockaddr_in6);
+	}
+	rest_len = pn_buf_len(&c->held) - (size_t)n;
+	if (rest_len > 0) {
+		rest = malloc(rest_len);
+		if (rest == NULL) {
+			conn_close(c, true);
+			return;
+		}
+		memcpy(rest, pn_buf_rptr(&c->held) + n, rest_len);
+	}
+	pn_buf_free(&c->held);
+	pn_debug("event=proxy_accepted proto=%s client=%s", lb_protos[c->proto].name,
+		 peer_text(c, peer, sizeof(peer)));
+	if (!c->l7)
+		client_recv_off(c); /* L4 reads the client once connected */
+	c->state = CONN_CONNECTING;
+	if (conn_begin(c, atomic_load_explicit(&c->w->lb->snap, memory_order_acquire)) < 0) {
+		free(rest);
+		conn_close(c, true);
+		return;
+	}
+	if (rest_len > 0 && c->state != CONN_CLOSING) {
+		if (c->tls != NULL)
+			client_tls_in(c, rest, rest_len, false);
+		else if (c->l7 || c->state == CONN_CONNECTING)
+			client_plain(c, rest, rest_len);
+		else if (c->state != CONN_REFUSING)
+			conn_close(c, true);
+	}
+	free(rest);
+}
+
 static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
 {
 	struct lb_conn *c = ctx;
@@ -1003,6 +1105,25 @@ static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
 		c->last_ms = pn_loop_now_ms(conn_loop(c));
 	else
 		c->crecv = false;
+	if (c->state == CONN_PROXYIN) {
+		proxy_in(c, data, (size_t)len);
+		return;
+	}
+	if (c->sniff_proxy && len > 0) {
+		c->sniff_proxy = false;
+		if (looks_like_proxy(data, (size_t)len)) {
+			char peer[64];
+
+			pn_warn("event=proxy_refused proto=%s peer=%s reason=\"PROXY header "
+				"from a peer not in proxy_accept_from\"", lb_protos[c->proto].name,
+				peer_text(c, peer, sizeof(peer)));
+			pn_counter_inc(pn_metric_series(c->w->lb->m.refused,
+							PN_LABELS(lb_protos[c->proto].name,
+								  "proxy_untrusted")));
+			conn_close(c, false);
+			return;
+		}
+	}
 	if (c->tls != NULL)
 		client_tls_in(c, data, (size_t)len, len == 0);
 	else if (len > 0)
@@ -1031,6 +1152,11 @@ static void client_timer(void *ctx)
 	case CONN_CLOSING:
 		return;
 	case CONN_REFUSING:
+		conn_close(c, false);
+		return;
+	case CONN_PROXYIN:
+		pn_info("event=proxy_timeout proto=%s peer=%s", lb_protos[c->proto].name,
+			peer_text(c, peer, sizeof(peer)));
 		conn_close(c, false);
 		return;
 	case CONN_CONNECTING:
@@ -1108,7 +1234,6 @@ static void listener_accept(void *ctx, int fd)
 	struct lb_worker *w = l->w;
 	struct lb *lb = w->lb;
 	const struct lb_snapshot *s;
-	enum lb_limit_verdict v;
 	struct lb_conn *c;
 
 	if (fd < 0) {
@@ -1164,29 +1289,55 @@ static void listener_accept(void *ctx, int fd)
 	atomic_store_explicit(&w->nconns_shared, w->nconns, memory_order_relaxed);
 	pn_counter_inc(lb->m.accepted_s[l->proto]);
 	pn_gauge_inc(lb->m.active_s);
+	if (lb->proxy_accept[l->proto].count > 0) {
+		if (pn_cidr_list_match(&lb->proxy_accept[l->proto],
+				       (const struct sockaddr *)&c->caddr)) {
+			/* The header first; limits and all the rest apply to
+			 * the client it names. */
+			c->state = CONN_PROXYIN;
+			if (client_recv_on(c) < 0 ||
+			    pn_io_timer_set(w->loop, c->cio, LB_PROXYIN_TIMEOUT_MS) < 0)
+				conn_close(c, true);
+			return;
+		}
+		c->sniff_proxy = true;
+	}
+	if (conn_begin(c, s) < 0)
+		conn_close(c, true);
+}
+
+/* Limits, then the L7 greeting or the L4 upstream. Returns 0 (the
+ * connection goes on, or was refused), or -1: close it. */
+static int conn_begin(struct lb_conn *c, const struct lb_snapshot *s)
+{
+	struct lb *lb = c->w->lb;
+	struct pn_loop *loop = conn_loop(c);
+	enum lb_limit_verdict v;
+
+	c->last_ms = pn_loop_now_ms(loop);
+	c->login_deadline_ms = c->last_ms + s->login_timeout_ms;
 	if (c->l7)
-		pn_io_timer_set(w->loop, c->cio, s->login_timeout_ms);
+		pn_io_timer_set(loop, c->cio, s->login_timeout_ms);
 	/* (L4: conn_start_upstream sets the timer, to the connect deadline.) */
 
 	v = lb_limits_admit(lb->limits, (const struct sockaddr *)&c->caddr,
-			    pn_loop_now_ms(w->loop), &c->tracked);
+			    pn_loop_now_ms(loop), &c->tracked);
 	if (v == LB_LIMIT_OK)
 		c->admitted = true;
 	/* (lb_init refuses L7 on implicit-TLS ports without a certificate.) */
-	if (c->l7 && ((lb->tls == NULL && lb_protos[l->proto].implicit_tls) ||
-		      l7_start(c, s) < 0)) {
-		conn_close(c, true);
-		return;
-	}
+	if (c->l7 && ((lb->tls == NULL && lb_protos[c->proto].implicit_tls) ||
+		      l7_start(c, s) < 0))
+		return -1;
 	if (v != LB_LIMIT_OK) {
 		/* In L7 the greeting went first; the refusal follows it. */
-		conn_refuse(c, lb_protos[l->proto].refusal_limit,
+		conn_refuse(c, lb_protos[c->proto].refusal_limit,
 			    v == LB_LIMIT_TOTAL ? "limit_total" :
 			    v == LB_LIMIT_SOURCE ? "limit_source" : "limit_rate");
-		return;
+		return 0;
 	}
 	if (!c->l7)
 		conn_start_upstream(c);
+	return 0;
 }
 
 static void listener_closed(void *ctx)

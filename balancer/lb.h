@@ -4,7 +4,8 @@
  *
  * Threads and who owns what:
  * - The control thread (main) runs one loop with the admin HTTP server,
- *   the health checker, the signal handler and a 100 ms tick. It alone
+ *   the health checker, the c-ares resolver of dns:/srv: upstreams
+ *   (lb-dns.c), the signal handler and a 100 ms tick. It alone
  *   creates, changes and frees servers, backends and snapshots, and it
  *   alone runs the rise/fall state machines.
  * - Each relay thread (struct lb_worker) runs its own loop with its own
@@ -42,6 +43,7 @@
 #include "lb-config.h"
 #include "lb-limits.h"
 #include "postern/admin.h"
+#include "postern/cidr.h"
 #include "postern/loop.h"
 #include "postern/metrics.h"
 
@@ -182,8 +184,12 @@ struct lb_route_ctx {
 	int action;
 };
 
+struct lb_resolver;
+struct lb_dns_entry;
+
 struct lb {
 	struct lb_config cfg;
+	struct lb_resolver *resolver;	/* dns:/srv: upstreams; NULL: none */
 	const char *config_path;
 	const char *const *sets;
 	size_t nsets;
@@ -230,6 +236,9 @@ struct lb {
 	 * (the PROXY destination) is this, no getsockname() needed. */
 	struct sockaddr_storage listen_ss[LB_PROTO_COUNT];
 	bool listen_fixed[LB_PROTO_COUNT];
+	/* proxy_accept_from per listener, parsed at start (read-only: a
+	 * change needs a restart, like the listen address). */
+	struct pn_cidr_list proxy_accept[LB_PROTO_COUNT];
 };
 
 /* ---- lb-core.c (control thread) ---- */
@@ -257,6 +266,30 @@ unsigned int lb_connections(struct lb *lb);
 /* Posted to the control loop by workers (ctx: the struct lb): accounts for
  * passive failures and notices exited workers at once. */
 void lb_control_wake(void *ctx);
+
+/* Rebuilds the topology from the running configuration and the DNS sets
+ * and applies it as a reload does (why: for the log). */
+void lb_topology_refresh(struct lb *lb, const char *why);
+
+/* ---- lb-dns.c (control thread) ---- */
+
+/* Creates entries for the dns:/srv: items of cfg (keeping existing ones
+ * and their sets), and the resolver on first use or when dns_servers
+ * changed. Returns 0, or -1 with *error_r (a bad dns_servers list). */
+int lb_dns_sync(struct lb *lb, const struct lb_config *cfg, const char **error_r);
+/* Drops the entries lb->cfg no longer names. */
+void lb_dns_prune(struct lb *lb);
+/* Starts the resolutions that are due; called from the tick. */
+void lb_dns_tick(struct lb *lb, uint64_t now);
+/* The view lb_topology_build() reads the current sets through. */
+void lb_dns_view(struct lb *lb, struct lb_dns_view *v);
+struct lb_dns_entry *lb_dns_entry_lookup(struct lb *lb, const char *spec);
+/* Up to max entries, for /status. */
+size_t lb_dns_entries(struct lb *lb, const struct lb_dns_entry **list, size_t max);
+void lb_dns_entry_info(const struct lb_dns_entry *e, const char **spec_r, size_t *naddrs_r,
+		       const char **last_r);
+/* Cancels every query and frees the entries; before pn_loop_free(). */
+void lb_dns_free(struct lb *lb);
 
 /* ---- lb-relay.c (relay threads) ---- */
 

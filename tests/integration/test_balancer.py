@@ -102,6 +102,7 @@ UPSTREAM_SCRIPT = r"""
 import base64, socket, struct, sys, threading
 port, name, proto, proxy = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 login_mode = len(sys.argv) > 5 and sys.argv[5] == "login"
+host = sys.argv[6] if len(sys.argv) > 6 else "127.0.0.1"
 FAM = proto[:4] if proto[:4] in ("imap", "pop3") else "smtp"
 GREET = {"imap": b"* OK", "pop3": b"+OK"}.get(FAM, b"220")
 BYE = {"imap": b"* BYE bye", "pop3": b"+OK bye"}.get(FAM, b"221 2.0.0 bye")
@@ -265,7 +266,7 @@ def serve(c):
         pass
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
+s.bind((host, port))
 s.listen(128)
 say("PORT %d" % s.getsockname()[1])
 while True:
@@ -279,8 +280,10 @@ class Upstream:
     that kill() is a real SIGKILL (the kernel refuses new connects and
     resets the open ones)."""
 
-    def __init__(self, name, proto="imap", proxy=True, login=False):
+    def __init__(self, name, proto="imap", proxy=True, login=False, host="127.0.0.1",
+                 port=0):
         self.name = name
+        self.host = host
         self.proto = proto
         self.proxy = proxy
         self.login = login         # expect a replayed login before echoing
@@ -289,14 +292,14 @@ class Upstream:
         self.tls = []              # (TLS version, SNI) from the PROXY TLVs
         self.logins = []           # (user, ok) of replayed logins
         self.probes = 0            # LOCAL connections (health checks)
-        self.port = 0
+        self.port = port
         self.proc = None
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-c", UPSTREAM_SCRIPT, str(self.port), self.name, self.proto,
-             "1" if self.proxy else "0", "login" if self.login else "echo"],
+             "1" if self.proxy else "0", "login" if self.login else "echo", self.host],
             stdout=subprocess.PIPE)
         first = self.proc.stdout.readline().split()
         assert first and first[0] == b"PORT", first
@@ -316,7 +319,7 @@ class Upstream:
                     self.logins.append((f[1], f[2] == "ok"))
 
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -1116,6 +1119,9 @@ class L7Test(unittest.TestCase):
         self.assertEqual(recv_line(s),
                          b"y OK [CAPABILITY IMAP4rev2] Logged in as erin@example.test\r\n")
         s.close()
+        # (The stand-in reports logins through a pipe: wait for it.)
+        wait_for(lambda: len(self.who("imaps", "erin@example.test")) >= 1, timeout=5,
+                 what="the login reports")
         self.assertEqual(len(self.who("imaps", "erin@example.test")), 1)
         _, after = self.lb.get("/metrics")
         count = lambda t: int(re.search(  # noqa: E731
