@@ -11,6 +11,8 @@
 #include "fe-node.h"
 #include "fe-registry.h"
 
+#include <stdatomic.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,11 @@ struct fe_limits {
 	struct fe_thread *th;
 	struct mail_throttle *throttle;
 	struct store_redis_sub *kick_sub;
+	pn_io_id publish_timer;
 };
+
+/* How often a thread publishes whether its throttle is degraded. */
+#define PUBLISH_MS 500
 
 /* 0 in the configuration switches a count off. */
 static unsigned int count_or_off(int64_t v)
@@ -79,6 +85,16 @@ static void kick_cb(void *ctx, enum store_redis_sub_event ev, const char *channe
 			kick.session[0] != '\0' ? kick.session : "any", n);
 }
 
+static void publish_tick(void *ctx)
+{
+	struct fe_limits *lim = ctx;
+
+	atomic_store(&lim->th->throttle_degraded, mail_throttle_degraded(lim->throttle));
+	pn_io_timer_set(lim->th->loop, lim->publish_timer, PUBLISH_MS);
+}
+
+static const struct pn_io_handlers publish_handlers = { .on_timer = publish_tick };
+
 int fe_limits_new(struct fe_thread *th, struct fe_limits **lim_r, const char **error_r)
 {
 	struct fe_limits *lim = calloc(1, sizeof(*lim));
@@ -106,6 +122,15 @@ int fe_limits_new(struct fe_thread *th, struct fe_limits **lim_r, const char **e
 			return -1;
 		}
 	}
+	lim->publish_timer = pn_io_add(th->loop, -1, 0, &publish_handlers, lim);
+	if (lim->publish_timer == PN_IO_NONE) {
+		store_redis_unsubscribe(&lim->kick_sub);
+		mail_throttle_free(&lim->throttle);
+		free(lim);
+		*error_r = "no io slot for the limits timer";
+		return -1;
+	}
+	pn_io_timer_set(th->loop, lim->publish_timer, PUBLISH_MS);
 	*lim_r = lim;
 	return 0;
 }
@@ -116,6 +141,8 @@ void fe_limits_free(struct fe_limits **limp)
 
 	if (lim == NULL)
 		return;
+	pn_io_close(lim->th->loop, lim->publish_timer);
+	atomic_store(&lim->th->throttle_degraded, false);
 	store_redis_unsubscribe(&lim->kick_sub);
 	mail_throttle_free(&lim->throttle);
 	free(lim);
@@ -136,5 +163,17 @@ void fe_limits_ready_check(struct fe_thread *th, struct pn_admin_checks *checks)
 		pn_admin_check(checks, "limits", true, "not started");
 		return;
 	}
-	pn_admin_check(checks, "limits", true, mail_throttle_status(t, buf, sizeof(buf)));
+	mail_throttle_status(t, buf, sizeof(buf));
+	if (!mail_throttle_degraded(t)) {
+		/* thread 0 is fine; another thread's client may not be */
+		unsigned int n = 0;
+
+		for (unsigned int i = 1; i < th->node->nthreads; i++)
+			if (atomic_load(&th->node->threads[i].throttle_degraded))
+				n++;
+		if (n > 0)
+			snprintf(buf, sizeof(buf), "limits counted per node on %u of %u threads"
+				 " (their redis commands fail)", n, th->node->nthreads);
+	}
+	pn_admin_check(checks, "limits", true, buf);
 }

@@ -196,9 +196,15 @@ int fe_login_start(struct fe_login *l, const char *user, const char *password,
 		.client_ip = fe_conn_info(l->conn)->client_ip,
 	};
 
-	if (l->busy || l->logged_in) {
+	if (l->busy) {
 		errno = EALREADY;
 		return -1;
+	}
+	if (l->logged_in) {
+		/* a new login (POP3 after its maildrop was refused): the old
+		 * slot and entry go first */
+		release(l);
+		l->logged_in = false;
 	}
 	snprintf(l->user, sizeof(l->user), "%s", user);
 	l->cb = cb;

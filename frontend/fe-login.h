@@ -67,10 +67,11 @@ typedef void fe_login_cb(void *ctx, const struct fe_login_result *res);
  * "smtp", "submission", "lmtp"), a static string. NULL when out of memory. */
 struct fe_login *fe_login_new(struct fe_conn *conn, const char *proto);
 /* Starts a login. Returns 0: cb(ctx, ...) is called later from the loop,
- * exactly once (unless fe_login_free() came first); -1: no callback
- * (already logged in, a login in progress, no memory, worker queue full)
- * and the adapter answers a temporary failure itself. The password is
- * copied and wiped. */
+ * exactly once (unless fe_login_free() came first); -1: no callback (a
+ * login in progress, no memory, worker queue full) and the adapter answers
+ * a temporary failure itself. After a successful login, a new one first
+ * gives the old slot and registry entry back (POP3 may log in again after
+ * its maildrop was refused). The password is copied and wiped. */
 int fe_login_start(struct fe_login *l, const char *user, const char *password,
 		   fe_login_cb *cb, void *ctx);
 /* The client went away: a login that completes now does not register the

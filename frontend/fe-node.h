@@ -65,8 +65,11 @@ struct fe_thread {
 	atomic_bool pg_ready;
 	/* Session registry entries and heartbeats (fe-registry.c). */
 	struct fe_registry *registry;
-	/* Throttle instance and kick subscription (fe-limits.c). */
+	/* Throttle instance and kick subscription (fe-limits.c), and whether
+	 * the throttle counts per node (Redis failing), published by this
+	 * thread for /readyz on thread 0. */
 	struct fe_limits *limits;
+	atomic_bool throttle_degraded;
 
 	/* drain */
 	bool draining;
