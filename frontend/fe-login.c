@@ -65,22 +65,24 @@ static const char *status_name(enum fe_login_status st)
  * the session). */
 static void finish(struct fe_login *l, struct fe_login_result *res)
 {
-	const struct fe_session_info *info = fe_conn_info(l->conn);
+	const struct fe_session_info *info;
 	struct fe_node *node = fe_thread_node(l->th);
 	char quser[sizeof(l->user) * 4 + 3];
 
 	l->busy = false;
 	fe_metrics_login(&node->metrics, l->proto, status_name(res->status));
+	if (l->freed) {
+		/* the session (and its connection) may be gone: touch neither */
+		release(l);
+		free(l);
+		return;
+	}
+	info = fe_conn_info(l->conn);
 	pn_info("event=login session=%s protocol=%s client=%s user=%s result=%s reason=\"%s\""
 		" limit=%s", info->session_id, l->proto, info->client_str,
 		pn_log_quote(quser, sizeof(quser), l->user, strlen(l->user)),
 		status_name(res->status), res->reason != NULL ? res->reason : "",
 		mail_throttle_kind_name(res->kind));
-	if (l->freed) {
-		release(l);
-		free(l);
-		return;
-	}
 	l->cb(l->ctx, res);
 }
 

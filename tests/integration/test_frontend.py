@@ -71,6 +71,9 @@ class FrontendTest(unittest.TestCase):
 
     def test_admin_endpoints(self):
         self.assertEqual(self.a.http("/healthz"), (200, "ok\n"))
+        # every thread's pool connects in the background after the start:
+        # ready within a few seconds (the first run often beats them)
+        fs.wait_for(lambda: self.a.readyz()[0] == 200, 10)
         status, body = self.a.readyz()
         self.assertEqual(status, 200, body)
         self.assertEqual(body["status"], "ready")

@@ -237,6 +237,7 @@ class LimitsTest(unittest.TestCase):
         self.assertIn("frontend", line[0])
 
     def test_readyz_and_metrics(self):
+        fs.wait_for(lambda: self.a.readyz()[0] == 200, 10)
         status, body = self.a.readyz()
         self.assertEqual(status, 200, body)
         checks = {c["name"]: c for c in body["checks"]}
