@@ -4,7 +4,8 @@ delay and then refuse logins for that account on the other; the
 per-account session limit holds across nodes (POP3 -ERR [IN-USE],
 submission 454 4.7.0); `posternctl kick ADDRESS` ends a POP3 session on
 whichever node holds it (-ERR [SYS/TEMP]) and removes its registry entry;
-the node registry shows role=frontend in `posternctl nodes`; /readyz
+the tenant's message rate holds across nodes (451 4.3.0 past it); the node
+registry shows role=frontend in `posternctl nodes`; /readyz
 carries the "limits" detail and /metrics the throttle families.
 
 Standard library only.
@@ -13,6 +14,7 @@ Standard library only.
 import json
 import os
 import shutil
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -30,6 +32,7 @@ LIMITS = {
     "POSTERN_AUTH_DELAY_MAX": "1s",
     "POSTERN_AUTH_COOLING": "60s",
     "POSTERN_MAX_ACCOUNT_SESSIONS": "1",
+    "POSTERN_TENANT_MESSAGES_PER_WINDOW": "2",
 }
 
 
@@ -73,8 +76,17 @@ class LimitsTest(unittest.TestCase):
             # Redis keys are per account id and every test module has its own
             # schema counting ids from 1: ids far from theirs keep this
             # module's failure counters and refusals away from their accounts.
-            cls.store.psql("ALTER TABLE accounts ALTER COLUMN id RESTART WITH %d"
-                           % (10**9 + int.from_bytes(os.urandom(3), "big") * 1000))
+            base = 10**9 + int.from_bytes(os.urandom(3), "big") * 1000
+            cls.store.psql("ALTER TABLE accounts ALTER COLUMN id RESTART WITH %d" % base)
+            # the same for the tenant (its message rate): users go into a
+            # second tenant with a far id
+            cls.store.psql("ALTER TABLE tenants ALTER COLUMN id RESTART WITH %d" % base)
+            cls.store.tenant = "r" + os.urandom(4).hex()
+            cls.store.domain = cls.store.tenant + ".test"
+            cls.store.ctl("tenant", "add", cls.store.tenant)
+            cls.store.ctl("domain", "add", cls.store.domain, "--tenant", cls.store.tenant)
+            cls.tenant_id = int(cls.store.psql("SELECT id FROM tenants WHERE name = '%s'"
+                                               % cls.store.tenant))
             cls.a = fs.Frontend("fe-la", cls.store, folder=cls.tmp,
                                 services=("pop3", "submission"), extra=LIMITS)
             cls.b = fs.Frontend("fe-lb", cls.store, folder=cls.tmp,
@@ -200,6 +212,44 @@ class LimitsTest(unittest.TestCase):
             finally:
                 c.close()
         self.assertTrue(fs.wait_for(login_b, 5, step=0.3))
+
+    # ---- tenant message rate ----
+
+    def test_tenant_message_rate(self):
+        # two users of the tenant, on two nodes: the rate is the tenant's
+        self.addCleanup(self.clear_rate)
+        users = [self.new_user(), self.new_user()]
+        replies = []
+        for i, fe in enumerate((self.a, self.b, self.a)):
+            user, password, _ = users[i % 2]
+            with smtplib.SMTP("127.0.0.1", fe.ports["submission"], timeout=10) as s:
+                s.ehlo("client.example")
+                s.login(user, password)
+                msg = ("From: %s\r\nTo: %s\r\nSubject: rate %d\r\n"
+                       "Message-ID: <rate-%d-%s>\r\n\r\nbody\r\n"
+                       % (user, user, i, i, os.urandom(4).hex()))
+                s.mail(user)
+                s.rcpt(user)
+                replies.append(s.data(msg.encode()))
+        self.assertEqual([r[0] for r in replies], [250, 250, 451], replies)
+        self.assertIn(b"4.3.0", replies[2][1])
+        self.assertEqual(self.a.metric("postern_throttle_refusals_total",
+                                       kind="tenant_messages"), 1)
+        self.assertIn("event=tenant_rate_refused", self.a.log_text())
+
+    def clear_rate(self):
+        s = socket.create_connection(("127.0.0.1", redis_port()), timeout=5)
+        try:
+            pattern = "{t:%d}:*" % self.tenant_id
+            s.sendall(b"*2\r\n$4\r\nKEYS\r\n$%d\r\n%s\r\n" % (len(pattern),
+                                                                  pattern.encode()))
+            f = s.makefile("rb")
+            n = int(f.readline()[1:])
+            keys = [f.readline() and f.readline().rstrip(b"\r\n") for _ in range(n)]
+        finally:
+            s.close()
+        for k in keys:
+            redis(redis_port(), "DEL", k)
 
     # ---- kick ----
 
