@@ -1,9 +1,12 @@
 /* Password logins: the account row from PostgreSQL (asynchronous pool),
- * then store_password_verify() on a worker thread, then the callback on the
- * loop. See postern/mail-auth.h.
+ * then (when throttled) the throttle's verdict, then store_password_verify()
+ * on a worker thread, then the throttle told the outcome and the answer held
+ * for the verdict's delay on a loop timer, then the callback on the loop.
+ * See postern/mail-auth.h.
  */
 #include "postern/mail-auth.h"
 
+#include "postern/loop.h"
 #include "postern/store-password.h"
 #include "postern/workpool.h"
 
@@ -31,6 +34,15 @@ struct auth_req {
 	int verify_rc;			/* 1 match, 0 no, -1 bad stored hash */
 	enum mail_auth_status status;
 	const char *reason;
+
+	/* throttling */
+	struct mail_throttle *throttle;	/* NULL: none */
+	char client_ip[MAIL_THROTTLE_ADDR_MAX];
+	enum mail_throttle_kind kind;
+	unsigned int retry_after_ms, delay_ms;
+	bool degraded;
+	pn_io_id hold_io;
+	struct mail_auth_result held;
 };
 
 const char *mail_auth_status_name(enum mail_auth_status status)
@@ -42,6 +54,8 @@ const char *mail_auth_status_name(enum mail_auth_status status)
 		return "bad";
 	case MAIL_AUTH_DISABLED:
 		return "disabled";
+	case MAIL_AUTH_THROTTLED:
+		return "throttled";
 	default:
 		return "tempfail";
 	}
@@ -87,7 +101,33 @@ static void verify_work(void *ctx)
 	explicit_bzero(r->password, sizeof(r->password));
 }
 
-/* Loop thread: the answer. */
+static void fill_who(const struct auth_req *r, struct mail_throttle_who *who)
+{
+	who->address = r->client_ip;
+	who->account_id = r->found ? r->account_id : 0;
+	who->tenant_id = r->found ? r->tenant_id : 0;
+}
+
+static void hold_fired(void *ctx)
+{
+	struct auth_req *r = ctx;
+
+	r->cb(r->ctx, &r->held);
+	explicit_bzero(r->hash, sizeof(r->hash));
+	pn_io_close(r->loop, r->hold_io);	/* hold_closed frees r */
+}
+
+static void hold_closed(void *ctx)
+{
+	req_free(ctx);
+}
+
+static const struct pn_io_handlers hold_handlers = {
+	.on_timer = hold_fired,
+	.on_close = hold_closed,
+};
+
+/* Loop thread: the answer, at once or after the throttle's delay. */
 static void verify_done(void *ctx)
 {
 	struct auth_req *r = ctx;
@@ -113,6 +153,33 @@ static void verify_done(void *ctx)
 			res.tenant_id = r->tenant_id;
 			res.address = r->address;
 		}
+		if (r->throttle != NULL) {
+			struct mail_throttle_who who;
+
+			/* The right password counts as a success even for a
+			 * disabled account: it was not a guess. */
+			fill_who(r, &who);
+			(void)mail_throttle_auth_result(r->throttle, &who,
+							res.status != MAIL_AUTH_BAD, NULL, NULL);
+		}
+	}
+	res.throttle_kind = r->kind;
+	res.retry_after_ms = r->retry_after_ms;
+	res.delay_ms = r->delay_ms;
+	res.throttle_degraded = r->degraded;
+	if (r->check && r->delay_ms > 0) {
+		r->hold_io = pn_io_add(r->loop, -1, 0, &hold_handlers, r);
+		if (r->hold_io != PN_IO_NONE &&
+		    pn_io_timer_set(r->loop, r->hold_io, r->delay_ms) == 0) {
+			r->held = res;
+			return;
+		}
+		if (r->hold_io != PN_IO_NONE) {
+			/* no timer: answer now; hold_closed frees r */
+			r->cb(r->ctx, &res);
+			pn_io_close(r->loop, r->hold_io);
+			return;
+		}
 	}
 	r->cb(r->ctx, &res);
 	req_free(r);
@@ -124,6 +191,28 @@ static void finish_now(struct auth_req *r, enum mail_auth_status status, const c
 	r->status = status;
 	r->reason = reason;
 	verify_done(r);
+}
+
+static void submit_verify(struct auth_req *r)
+{
+	if (pn_workpool_submit(r->workers, r->loop, verify_work, verify_done, r) < 0)
+		finish_now(r, MAIL_AUTH_TEMPFAIL, "password workers busy");
+}
+
+static void check_done(void *ctx, const struct mail_throttle_verdict *v)
+{
+	struct auth_req *r = ctx;
+
+	r->kind = v->kind;
+	r->degraded = v->degraded;
+	if (v->refuse) {
+		r->retry_after_ms = v->retry_after_ms;
+		finish_now(r, MAIL_AUTH_THROTTLED, v->reason[0] != '\0' ? v->reason :
+			   "too many failed logins");
+		return;
+	}
+	r->delay_ms = v->delay_ms;
+	submit_verify(r);
 }
 
 static void lookup_done(void *ctx, struct store_pg_reply *reply)
@@ -149,13 +238,28 @@ static void lookup_done(void *ctx, struct store_pg_reply *reply)
 		r->enabled = PQgetvalue(res, 0, 4)[0] == 't';
 	}
 	r->check = true;
-	if (pn_workpool_submit(r->workers, r->loop, verify_work, verify_done, r) < 0)
-		finish_now(r, MAIL_AUTH_TEMPFAIL, "password workers busy");
+	if (r->throttle != NULL) {
+		struct mail_throttle_who who;
+
+		fill_who(r, &who);
+		if (mail_throttle_auth_check(r->throttle, &who, check_done, r) == 0)
+			return; /* check_done goes on */
+		/* no memory for the check: verify unthrottled */
+	}
+	submit_verify(r);
 }
 
 int mail_auth_login(struct pn_loop *loop, struct store_pgpool *pg,
 		    struct pn_workpool *workers, const char *user, const char *password,
 		    mail_auth_cb *cb, void *ctx)
+{
+	return mail_auth_login_throttled(loop, pg, workers, NULL, user, password, cb, ctx);
+}
+
+int mail_auth_login_throttled(struct pn_loop *loop, struct store_pgpool *pg,
+			      struct pn_workpool *workers, const struct mail_auth_throttle *th,
+			      const char *user, const char *password, mail_auth_cb *cb,
+			      void *ctx)
 {
 	static const char sql[] =
 		"SELECT id, tenant_id, address, password_hash, enabled FROM accounts "
@@ -172,6 +276,12 @@ int mail_auth_login(struct pn_loop *loop, struct store_pgpool *pg,
 	r->workers = workers;
 	r->cb = cb;
 	r->ctx = ctx;
+	r->hold_io = PN_IO_NONE;
+	if (th != NULL && th->throttle != NULL && th->client_ip != NULL &&
+	    strlen(th->client_ip) < sizeof(r->client_ip)) {
+		r->throttle = th->throttle;
+		memcpy(r->client_ip, th->client_ip, strlen(th->client_ip) + 1);
+	}
 	if (ulen > MAIL_AUTH_USER_MAX || plen > MAIL_AUTH_PASSWORD_MAX || ulen == 0 ||
 	    pg == NULL) {
 		/* Nothing to look up: through the workers all the same, for the

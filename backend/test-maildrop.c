@@ -2,7 +2,9 @@
  * (maildrop.c) and the maildrop lock (maildrop-lock.c) against the
  * harness' PostgreSQL and Redis, each run in a private PostgreSQL schema:
  * logins (right, wrong, unknown, disabled, no password) with callbacks
- * never inside the call, the INBOX listing and UIDL format, body slices
+ * never inside the call, throttled logins (the answer held for the
+ * throttle's delay, a refusal without a password check, a success
+ * resetting the account's count), the INBOX listing and UIDL format, body slices
  * reassembled byte-exact, a missing message, \Seen, the expunge; the lock
  * refused while held, renewed past its lease, released, degraded to this
  * process when Redis cannot be reached, and refused locally even then.
@@ -13,6 +15,7 @@
 #include "postern/loop.h"
 #include "postern/mail-auth.h"
 #include "postern/mail-maildrop.h"
+#include "postern/mail-throttle.h"
 #include "postern/store-migrate.h"
 #include "postern/store-password.h"
 #include "postern/store-pg.h"
@@ -212,6 +215,74 @@ PN_TEST(test_logins)
 	CHECK_INT(mail_auth_login(loop, NULL, workers, "bob@md.test", "secret", auth_cb, &x), 0);
 	run_until(&x.done, 5000);
 	CHECK_INT(x.r.status, MAIL_AUTH_TEMPFAIL);
+}
+
+static enum mail_auth_status tlogin(struct mail_throttle *t, const char *user, const char *pw,
+				    struct auth_res *x, uint64_t *ms_r)
+{
+	struct mail_auth_throttle th = { .throttle = t, .client_ip = "192.0.2.7" };
+	uint64_t t0 = now_ms();
+
+	memset(x, 0, sizeof(*x));
+	CHECK_INT(mail_auth_login_throttled(loop, pool, workers, &th, user, pw, auth_cb, x), 0);
+	CHECK(!x->done);
+	run_until(&x->done, 10000);
+	CHECK(x->done);
+	*ms_r = now_ms() - t0;
+	return x->r.status;
+}
+
+PN_TEST(test_logins_throttled)
+{
+	struct mail_throttle_settings set = {
+		.node = "test",
+		.auth_address = { MAIL_THROTTLE_OFF, MAIL_THROTTLE_OFF },
+		.auth_account = { 1, 3 },
+		.auth_tenant = { MAIL_THROTTLE_OFF, MAIL_THROTTLE_OFF },
+		.auth_delay_base_ms = 300,
+		.auth_delay_max_ms = 300,
+	};
+	struct mail_throttle *t;
+	struct auth_res x;
+	uint64_t ms;
+	const char *error;
+
+	/* per-node counting only (no Redis): deterministic */
+	t = mail_throttle_new(loop, NULL, &set, &error);
+	CHECK(t != NULL);
+	if (t == NULL)
+		return;
+	/* first failure: at once */
+	CHECK_INT(tlogin(t, "bob@md.test", "wrong", &x, &ms), MAIL_AUTH_BAD);
+	CHECK_INT(x.r.delay_ms, 0);
+	/* from delay_after on, even the right password waits */
+	CHECK_INT(tlogin(t, "bob@md.test", "secret", &x, &ms), MAIL_AUTH_OK);
+	CHECK_INT(x.r.delay_ms, 300);
+	CHECK_INT(x.r.throttle_kind, MAIL_THROTTLE_AUTH_ACCOUNT);
+	CHECK(ms >= 290);
+	/* the success reset the account: at once again */
+	CHECK_INT(tlogin(t, "bob@md.test", "wrong", &x, &ms), MAIL_AUTH_BAD);
+	CHECK_INT(x.r.delay_ms, 0);
+	CHECK_INT(tlogin(t, "bob@md.test", "wrong", &x, &ms), MAIL_AUTH_BAD);
+	CHECK_INT(x.r.delay_ms, 300);
+	CHECK(ms >= 290);
+	/* the third failure starts the refusal... */
+	CHECK_INT(tlogin(t, "bob@md.test", "wrong", &x, &ms), MAIL_AUTH_BAD);
+	/* ...which answers without a password check, right password or not */
+	CHECK_INT(tlogin(t, "bob@md.test", "secret", &x, &ms), MAIL_AUTH_THROTTLED);
+	CHECK_INT(x.r.throttle_kind, MAIL_THROTTLE_AUTH_ACCOUNT);
+	CHECK(x.r.retry_after_ms > 0);
+	CHECK_INT(x.r.account_id, 0);
+	CHECK(x.address[0] == '\0');
+	CHECK_STR(mail_auth_status_name(MAIL_AUTH_THROTTLED), "throttled");
+	/* another account from the same address is not concerned (address
+	 * scope off), and an unknown user counts for nobody's account */
+	CHECK_INT(tlogin(t, "nobody@md.test", "x", &x, &ms), MAIL_AUTH_BAD);
+	CHECK_INT(tlogin(t, "off@md.test", "secret", &x, &ms), MAIL_AUTH_DISABLED);
+	CHECK_INT(x.r.delay_ms, 0);
+	/* no throttle: as mail_auth_login */
+	CHECK_INT(tlogin(NULL, "bob@md.test", "secret", &x, &ms), MAIL_AUTH_OK);
+	mail_throttle_free(&t);
 }
 
 /* ---- maildrop ---- */
@@ -506,6 +577,7 @@ int main(void)
 {
 	static const struct pn_test_case cases[] = {
 		PN_TEST_CASE(test_logins),
+		PN_TEST_CASE(test_logins_throttled),
 		PN_TEST_CASE(test_maildrop),
 		PN_TEST_CASE(test_lock),
 		PN_TEST_CASE(test_lock_degraded),

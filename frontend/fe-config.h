@@ -74,6 +74,16 @@ struct fe_config {
 
 	bool pop3_retr_sets_seen;
 	uint64_t pop3_lock_lease_ms;
+
+	/* Cluster-wide protection (postern/mail-throttle.h); 0 = off. */
+	int64_t auth_address_delay_after, auth_address_refuse_after;
+	int64_t auth_account_delay_after, auth_account_refuse_after;
+	int64_t auth_tenant_delay_after, auth_tenant_refuse_after;
+	uint64_t auth_delay_base_ms, auth_delay_max_ms, auth_window_ms, auth_cooling_ms;
+	int64_t max_userip_sessions, max_account_sessions, max_tenant_sessions;
+	uint64_t session_lease_ms;
+	int64_t tenant_messages_per_window;
+	uint64_t tenant_message_window_ms;
 };
 
 /* Parsed forms of the config, made once at start (and again on SIGHUP). */

@@ -974,11 +974,13 @@ void fe_conn_shutdown(struct fe_conn *c, enum fe_shutdown_reason reason)
 	c->shutdown_asked = true;
 	c->shutdown_ms = now_ms(c);
 	if (c->session == NULL || c->session_over || c->phase == PH_PROXY || in_handshake(c)) {
-		fe_conn_abort(c, reason == FE_SHUTDOWN_DRAIN ? "drain" : "idle");
+		fe_conn_abort(c, reason == FE_SHUTDOWN_DRAIN ? "drain" :
+			      reason == FE_SHUTDOWN_KICK ? "kick" : "idle");
 		return;
 	}
 	if (c->close_reason == NULL)
-		c->close_reason = reason == FE_SHUTDOWN_DRAIN ? "drain" : "idle timeout";
+		c->close_reason = reason == FE_SHUTDOWN_DRAIN ? "drain" :
+			reason == FE_SHUTDOWN_KICK ? "kick" : "idle timeout";
 	c->proto->shutdown(c->session, reason);
 	arm_timer(c);
 	pump(c);

@@ -3,7 +3,8 @@
  * operations of postern/mail-mailbox.h (one mail_mbox_store per thread,
  * on the thread's PostgreSQL pool):
  *
- *   AUTH_VERIFY        mail_auth_login; on success a session registry entry
+ *   AUTH_VERIFY        fe_login_start (fe-login.h): the throttled password
+ *                      check, a session slot and, on success, a session registry entry
  *   MAILBOX_*          mail_mbox_list/status/select/create/delete/rename/
  *                      subscribe (LIST: every mailbox, the engine matches)
  *   APPEND             mail_mbox_append
@@ -46,8 +47,8 @@
 
 #include "fe-backend.h"
 #include "fe-metrics.h"
+#include "fe-login.h"
 #include "fe-node.h"
-#include "fe-registry.h"
 #include "imap-session.h"
 
 #include <errno.h>
@@ -163,7 +164,7 @@ struct fe_imap {
 
 	char user[IMAP_MAX_USER_LEN + 1];
 	uint64_t account_id;
-	struct fe_registry_entry *reg;
+	struct fe_login *login;		/* throttled login, slot, registry entry */
 
 	/* the request handed to us and not answered yet */
 	const struct imap_request *req;
@@ -728,36 +729,31 @@ static void start_changes(struct fe_imap *p)
 
 /* ---- AUTH_VERIFY ---- */
 
-static void auth_cb(void *ctx, const struct mail_auth_result *res)
+/* fe_login logs and counts the login; here only its answer in IMAP's
+ * words (docs/frontend.md: throttled NO [UNAVAILABLE], too many sessions
+ * NO [LIMIT]). */
+static void auth_cb(void *ctx, const struct fe_login_result *res)
 {
 	struct fe_imap *p = ctx;
 	enum imap_result r;
-	char quser[IMAP_MAX_USER_LEN * 4 + 3];
 	const char *error;
 
 	p->outstanding--;
 	switch (res->status) {
-	case MAIL_AUTH_OK:
+	case FE_LOGIN_OK:
 		r = p->st != NULL ? IMAP_RESULT_OK : IMAP_RESULT_TEMPFAIL;
 		p->account_id = res->account_id;
 		break;
-	case MAIL_AUTH_BAD:
-	case MAIL_AUTH_DISABLED:
+	case FE_LOGIN_BAD:
+	case FE_LOGIN_DISABLED:
 		r = IMAP_RESULT_AUTH_FAILED;
+		break;
+	case FE_LOGIN_SESSION_LIMIT:
+		r = IMAP_RESULT_LIMIT;
 		break;
 	default:
 		r = IMAP_RESULT_TEMPFAIL;
 		break;
-	}
-	fe_metrics_login(metrics(p), "imap", mail_auth_status_name(res->status));
-	pn_info("event=login session=%s protocol=imap client=%s user=%s result=%s reason=\"%s\"",
-		p->info->session_id, p->info->client_str,
-		pn_log_quote(quser, sizeof(quser), p->user, strlen(p->user)),
-		mail_auth_status_name(res->status), res->reason);
-	if (r == IMAP_RESULT_OK && !p->gone) {
-		fe_conn_set_state(p->conn, FE_STATE_AUTHENTICATED);
-		p->reg = fe_registry_add(p->th, res->account_id, "imap", res->address,
-					 p->info->client_str, p->info->session_id);
 	}
 	if (imap_session_auth_result(p->s, r, &error) < 0)
 		log_bug(p, error);
@@ -767,7 +763,6 @@ static void auth_cb(void *ctx, const struct mail_auth_result *res)
 
 static void start_auth(struct fe_imap *p, const struct imap_request *req)
 {
-	struct fe_backend *b = fe_thread_backend(p->th);
 	const char *error;
 
 	snprintf(p->user, sizeof(p->user), "%s", req->auth.user);
@@ -780,8 +775,8 @@ static void start_auth(struct fe_imap *p, const struct imap_request *req)
 		req_done(p);
 		return;
 	}
-	if (mail_auth_login(p->th->loop, b != NULL ? b->pg : NULL, p->node->auth_pool,
-			    req->auth.user, req->auth.password, auth_cb, p) < 0) {
+	if (p->login == NULL ||
+	    fe_login_start(p->login, req->auth.user, req->auth.password, auth_cb, p) < 0) {
 		fe_metrics_login(metrics(p), "imap", "tempfail");
 		imap_session_auth_result(p->s, IMAP_RESULT_TEMPFAIL, &error);
 		req_done(p);
@@ -1446,10 +1441,12 @@ static void *imap_create(struct fe_conn *conn, const struct fe_session_info *inf
 	set.trusted = info->secured;
 	p->timer = pn_io_add(p->th->loop, -1, 0, &timer_handlers, p);
 	p->s = imap_session_new(&set);
-	if (p->s == NULL || p->timer == PN_IO_NONE) {
+	p->login = fe_login_new(conn, "imap");
+	if (p->s == NULL || p->timer == PN_IO_NONE || p->login == NULL) {
 		if (p->timer != PN_IO_NONE)
 			pn_io_close(p->th->loop, p->timer);
 		imap_session_free(&p->s);
+		fe_login_free(&p->login);
 		free(p);
 		*error_r = "cannot create the IMAP session";
 		return NULL;
@@ -1576,6 +1573,7 @@ static void imap_disconnected(void *s)
 	struct fe_imap *p = s;
 
 	p->gone = true;
+	fe_login_disconnected(p->login);
 	imap_session_disconnected(p->s);
 	store_redis_unsubscribe(&p->sub);
 	p->sub_ready = false;
@@ -1598,7 +1596,7 @@ static void imap_destroy(void **s)
 	store_redis_unsubscribe(&p->sub);
 	if (p->timer != PN_IO_NONE)
 		pn_io_close(p->th->loop, p->timer);
-	fe_registry_remove(&p->reg);
+	fe_login_free(&p->login);	/* slot back, registry entry removed */
 	imap_session_free(&p->s);
 	pend_clear(p);
 	free(p->post_src);

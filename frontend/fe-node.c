@@ -1,13 +1,17 @@
 /* The frontend process: thread setup with one loop and one SO_REUSEPORT
  * listener per service on each thread, the admin HTTP server (thread 0),
- * SIGTERM drain and SIGHUP TLS reload through a signalfd on thread 0, and
+ * SIGTERM drain and SIGHUP TLS reload (not the limits: fe-node.h) through
+ * a signalfd on thread 0, and
  * the orderly exit. The contract is in fe-node.h.
  */
 #include "fe-node.h"
 
 #include "postern/log.h"
 
+#include "postern/mail-throttle.h"
+
 #include "fe-backend.h"
+#include "fe-limits.h"
 #include "fe-registry.h"
 
 #include <errno.h>
@@ -346,6 +350,8 @@ static void signal_on_poll(void *ctx, int revents)
 		case SIGHUP:
 			pn_info("event=signal signal=HUP");
 			reload_tls(node);
+			pn_info("event=reload what=limits result=skipped"
+				" detail=\"limits change with a restart\"");
 			break;
 		default:
 			break;
@@ -409,6 +415,8 @@ static void node_ready(void *ctx, struct pn_admin_checks *checks)
 {
 	struct fe_node *node = ctx;
 	bool ok = fe_backend_ready_checks(node->threads[0].backend, &node->cfg, checks);
+
+	fe_limits_ready_check(&node->threads[0], checks);
 
 	pn_gauge_set(pn_metric_series(node->metrics.ready, NULL),
 		     ok && !atomic_load(&node->draining) ? 1 : 0);
@@ -505,6 +513,9 @@ int fe_node_init(struct fe_node *node, struct fe_config *cfg, const char **error
 		return -1;
 	if (fe_metrics_init(&node->metrics, error_r) < 0)
 		return -1;
+	node->throttle_metrics = mail_throttle_metrics_new(node->metrics.reg, error_r);
+	if (node->throttle_metrics == NULL)
+		return -1;
 	if (node->cfg.tls_cert[0] != '\0' || node->cfg.tls_key[0] != '\0') {
 		struct pn_tls_settings ts = {
 			.cert_file = node->cfg.tls_cert,
@@ -562,16 +573,18 @@ int fe_node_init(struct fe_node *node, struct fe_config *cfg, const char **error
 static int thread_start(struct fe_thread *th, const char **error_r)
 {
 	if (fe_backend_new(th, &th->node->cfg, &th->backend, error_r) < 0 ||
+	    fe_limits_new(th, &th->limits, error_r) < 0 ||
 	    fe_registry_new(th, &th->registry, error_r) < 0)
 		return -1;
 	return start_listeners(th, error_r);
 }
 
-/* After the thread's loop stopped: storage first (its callbacks may still
- * reach the registry), then the registry. */
+/* After the thread's loop stopped: the throttle (over the Redis client),
+ * storage (its callbacks may still reach the registry), then the registry. */
 static void thread_stop(struct fe_thread *th)
 {
 	close_listeners(th);
+	fe_limits_free(&th->limits);
 	fe_backend_free(&th->backend);
 	fe_registry_free(&th->registry);
 }
@@ -636,6 +649,7 @@ void fe_node_free(struct fe_node *node)
 			struct fe_thread *th = &node->threads[t];
 
 			close_listeners(th);
+			fe_limits_free(&th->limits);
 			fe_backend_free(&th->backend);
 			fe_registry_free(&th->registry);
 			pn_loop_free(&th->loop);
@@ -649,6 +663,7 @@ void fe_node_free(struct fe_node *node)
 	pn_tls_ctx_free(&node->tls);
 	pn_cidr_list_free(&node->proxy_trusted);
 	pn_cidr_list_free(&node->plaintext_auth);
+	mail_throttle_metrics_free(&node->throttle_metrics);
 	fe_metrics_free(&node->metrics);
 	fe_config_free(&node->cfg);
 }

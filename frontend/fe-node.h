@@ -12,6 +12,12 @@
  * its sessions goodbye one by one, spread evenly over drain_spread; at
  * drain_grace whatever is still open is closed; the process exits when
  * every thread is empty (or at drain_grace plus one second at the latest).
+ *
+ * SIGHUP reloads the TLS certificate and key only. The limits (auth_*,
+ * max_*_sessions, tenant_*) are read at start: the throttle module has no
+ * way to change the settings of a live instance, and a new instance would
+ * forget the session slots of the open sessions, so a limit change needs a
+ * restart (a drain, one node at a time).
  */
 #ifndef FE_NODE_H
 #define FE_NODE_H
@@ -34,6 +40,8 @@
 struct fe_node;
 struct fe_backend;
 struct fe_registry;
+struct fe_limits;
+struct mail_throttle_metrics;
 
 struct fe_listener {
 	struct fe_thread *thread;
@@ -57,6 +65,11 @@ struct fe_thread {
 	atomic_bool pg_ready;
 	/* Session registry entries and heartbeats (fe-registry.c). */
 	struct fe_registry *registry;
+	/* Throttle instance and kick subscription (fe-limits.c), and whether
+	 * the throttle counts per node (Redis failing), published by this
+	 * thread for /readyz on thread 0. */
+	struct fe_limits *limits;
+	atomic_bool throttle_degraded;
 
 	/* drain */
 	bool draining;
@@ -76,6 +89,7 @@ struct fe_node {
 	struct pn_tls_ctx *tls;
 	struct pn_cidr_list proxy_trusted, plaintext_auth;
 	struct fe_metrics metrics;
+	struct mail_throttle_metrics *throttle_metrics;
 	struct pn_workpool *auth_pool;
 	struct pn_admin *admin;
 	pn_io_id signal_io;

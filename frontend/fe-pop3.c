@@ -1,8 +1,13 @@
 /* The POP3 adapter: drives the sans-IO engine (pop3/pop3-session.h) for a
  * connection (fe-conn.c) and carries out its requests against storage:
  *
- *   AUTH_VERIFY    mail_auth_login (PostgreSQL lookup, hash on the worker
- *                  pool); on success the session registry entry is added
+ *   AUTH_VERIFY    fe_login_start (fe-login.h): the throttled password
+ *                  check (a throttle refusal is -ERR [LOGIN-DELAY], RFC
+ *                  2449 section 8.1.2), then a session slot and the
+ *                  session registry entry. Too many sessions: the login is
+ *                  accepted by the engine but MAILDROP_OPEN is answered
+ *                  -ERR [IN-USE] (RFC 2449 section 8.1.1: authenticated,
+ *                  but the maildrop cannot be had now), before any lock
  *   MAILDROP_OPEN  mail_lock_acquire ("{a:<id>}:lock:pop3" lease in Redis,
  *                  per node when Redis is down), then the INBOX listing with
  *                  UIDL "<uidvalidity>.<uid>"
@@ -26,6 +31,7 @@
 #include "postern/store-redis-ops.h"
 
 #include "fe-backend.h"
+#include "fe-login.h"
 #include "fe-metrics.h"
 #include "fe-node.h"
 #include "fe-registry.h"
@@ -50,9 +56,9 @@ struct fe_pop3 {
 	unsigned int outstanding;
 	bool gone;
 
-	char user[POP3_MAX_USER_LEN + 1];	/* as given at login, for logs */
 	uint64_t account_id;
-	struct fe_registry_entry *reg;
+	struct fe_login *login;
+	bool session_limit;		/* logged in, but no session slot */
 
 	struct mail_lock *lock;
 	uint64_t mailbox_id;
@@ -103,39 +109,37 @@ static void log_error(const struct fe_pop3 *p, const char *what, const char *err
 
 /* ---- AUTH_VERIFY ---- */
 
-static void auth_cb(void *ctx, const struct mail_auth_result *res)
+static void auth_cb(void *ctx, const struct fe_login_result *res)
 {
 	struct fe_pop3 *p = ctx;
 	enum pop3_auth_result r;
-	char quser[POP3_MAX_USER_LEN * 4 + 3];
 	const char *error;
 
 	p->outstanding--;
 	req_done(p, "login");
 	switch (res->status) {
-	case MAIL_AUTH_OK:
+	case FE_LOGIN_OK:
 		r = POP3_AUTH_OK;
 		p->account_id = res->account_id;
 		break;
-	case MAIL_AUTH_BAD:
+	case FE_LOGIN_SESSION_LIMIT:
+		/* RFC 2449 IN-USE goes with the maildrop: see MAILDROP_OPEN */
+		r = POP3_AUTH_OK;
+		p->account_id = res->account_id;
+		p->session_limit = true;
+		break;
+	case FE_LOGIN_BAD:
 		r = POP3_AUTH_BAD;
 		break;
-	case MAIL_AUTH_DISABLED:
+	case FE_LOGIN_DISABLED:
 		r = POP3_AUTH_PERM_FAIL;
+		break;
+	case FE_LOGIN_THROTTLED:
+		r = POP3_AUTH_LOGIN_DELAY;
 		break;
 	default:
 		r = POP3_AUTH_TEMP_FAIL;
 		break;
-	}
-	fe_metrics_login(metrics(p), "pop3", mail_auth_status_name(res->status));
-	pn_info("event=login session=%s protocol=pop3 client=%s user=%s result=%s reason=\"%s\"",
-		p->info->session_id, p->info->client_str,
-		pn_log_quote(quser, sizeof(quser), p->user, strlen(p->user)),
-		mail_auth_status_name(res->status), res->reason);
-	if (res->status == MAIL_AUTH_OK && !p->gone) {
-		fe_conn_set_state(p->conn, FE_STATE_AUTHENTICATED);
-		p->reg = fe_registry_add(p->th, res->account_id, "pop3", res->address,
-					 p->info->client_str, p->info->session_id);
 	}
 	if (pop3_session_auth_result(p->s, r, res->account_id, &error) < 0)
 		pn_error("event=pop3_bug session=%s error=\"%s\"", p->info->session_id, error);
@@ -145,9 +149,7 @@ static void auth_cb(void *ctx, const struct mail_auth_result *res)
 static void start_auth(struct fe_pop3 *p, const struct pop3_action *a)
 {
 	const char *error;
-	struct fe_backend *b = fe_thread_backend(p->th);
 
-	snprintf(p->user, sizeof(p->user), "%s", a->auth.user);
 	if (a->auth.authzid[0] != '\0' && strcmp(a->auth.authzid, a->auth.user) != 0) {
 		/* No proxy authorization in Postern. */
 		fe_metrics_login(metrics(p), "pop3", "bad");
@@ -157,9 +159,8 @@ static void start_auth(struct fe_pop3 *p, const struct pop3_action *a)
 		return;
 	}
 	req_start(p);
-	if (mail_auth_login(p->th->loop, b != NULL ? b->pg : NULL, p->node->auth_pool,
-			    a->auth.user, a->auth.password, auth_cb, p) < 0) {
-		fe_metrics_login(metrics(p), "pop3", "tempfail");
+	if (p->login == NULL ||
+	    fe_login_start(p->login, a->auth.user, a->auth.password, auth_cb, p) < 0) {
 		pop3_session_auth_result(p->s, POP3_AUTH_TEMP_FAIL, 0, &error);
 		return;
 	}
@@ -254,6 +255,14 @@ static void start_maildrop(struct fe_pop3 *p, uint64_t account_id)
 
 	req_start(p);
 	p->account_id = account_id;
+	if (p->session_limit) {
+		req_done(p, "maildrop");
+		p->session_limit = false;
+		pn_info("event=maildrop_in_use session=%s account=%" PRIu64
+			" reason=\"session limit\"", p->info->session_id, account_id);
+		maildrop_answer(p, POP3_MAILDROP_IN_USE, NULL, 0);
+		return;
+	}
 	p->lock = mail_lock_acquire(p->th->loop, b != NULL ? b->redis : NULL, account_id, "pop3",
 				    (unsigned int)p->node->cfg.pop3_lock_lease_ms, lock_cb, p);
 	if (p->lock == NULL) {
@@ -444,7 +453,10 @@ static void *pop3_create(struct fe_conn *conn, const struct fe_session_info *inf
 	set.trusted = info->secured;
 	set.retr_sets_seen = p->node->cfg.pop3_retr_sets_seen;
 	p->s = pop3_session_new(&set);
-	if (p->s == NULL) {
+	p->login = fe_login_new(conn, "pop3");
+	if (p->s == NULL || p->login == NULL) {
+		pop3_session_free(&p->s);
+		fe_login_free(&p->login);
 		free(p);
 		*error_r = "cannot create the POP3 session";
 		return NULL;
@@ -572,6 +584,7 @@ static void pop3_disconnected(void *s)
 	struct fe_pop3 *p = s;
 
 	p->gone = true;
+	fe_login_disconnected(p->login);
 	pop3_session_disconnected(p->s);
 	if (p->pend != NULL) {
 		/* A message was half given, no read in flight: end the request. */
@@ -588,8 +601,9 @@ static void pop3_shutdown(void *s, enum fe_shutdown_reason reason)
 {
 	struct fe_pop3 *p = s;
 
-	pop3_session_shutdown(p->s, reason == FE_SHUTDOWN_DRAIN ? POP3_CLOSE_SHUTDOWN :
-				    POP3_CLOSE_IDLE);
+	/* drain and kick alike: "-ERR [SYS/TEMP] Server shutting down." */
+	pop3_session_shutdown(p->s, reason == FE_SHUTDOWN_IDLE ? POP3_CLOSE_IDLE :
+				    POP3_CLOSE_SHUTDOWN);
 }
 
 static void pop3_destroy(void **s)
@@ -597,7 +611,7 @@ static void pop3_destroy(void **s)
 	struct fe_pop3 *p = *s;
 
 	mail_lock_release(&p->lock);
-	fe_registry_remove(&p->reg);
+	fe_login_free(&p->login);	/* slot back, registry entry removed */
 	pop3_session_free(&p->s);
 	free(p->pend);
 	free(p);

@@ -12,7 +12,7 @@
  *   proto->next(s, &act)                 1 action / 0 nothing now / -1 over
  *   proto->tls_started(s)                after START_TLS, handshake done
  *   proto->disconnected(s)               the client is gone
- *   proto->shutdown(s, reason)           say goodbye (drain, idle timeout)
+ *   proto->shutdown(s, reason)           say goodbye (drain, idle timeout, kick)
  *   proto->destroy(&s)                   after next() returned -1
  *
  * Result dispatch: when the engine hands the adapter a request (AUTH_VERIFY,
@@ -58,6 +58,10 @@ struct fe_action {
 enum fe_shutdown_reason {
 	FE_SHUTDOWN_DRAIN,	/* SIGTERM: "server shutting down" in the protocol's words */
 	FE_SHUTDOWN_IDLE,	/* the idle timer ran out */
+	/* posternctl kick: "ended by the administrator", in the same words as
+	 * the drain unless the protocol has better ones (POP3 -ERR [SYS/TEMP],
+	 * SMTP 421 4.3.2, IMAP * BYE) */
+	FE_SHUTDOWN_KICK,
 };
 
 /* What the connection knows when the session starts. Strings and addresses

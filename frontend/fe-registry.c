@@ -9,6 +9,7 @@
 #include "postern/store-session.h"
 
 #include "fe-backend.h"
+#include "fe-conn.h"
 #include "fe-node.h"
 
 #include <inttypes.h>
@@ -25,7 +26,9 @@ struct fe_registry_entry {
 	struct fe_registry *reg;
 	struct fe_registry_entry *prev, *next;
 	uint64_t account_id;
+	bool kicked;			/* removed from Redis by a kick */
 	char field[160];
+	char session_id[64];
 	struct store_session_record rec;
 };
 
@@ -65,6 +68,8 @@ static void session_beat(void *ctx)
 	int64_t now = (int64_t)time(NULL);
 
 	for (struct fe_registry_entry *e = reg->entries; e != NULL; e = e->next) {
+		if (e->kicked)
+			continue;
 		e->rec.seen = now;
 		put_entry(e);
 	}
@@ -105,6 +110,7 @@ static void node_beat(void *ctx)
 	snprintf(n.name, sizeof(n.name), "%s", node->node_name);
 	snprintf(n.addr, sizeof(n.addr), "%s", node->cfg.admin_listen);
 	snprintf(n.version, sizeof(n.version), "%s", POSTERN_VERSION);
+	snprintf(n.role, sizeof(n.role), "frontend");
 	n.sessions = (int64_t)sessions_now(node);
 	n.ready = !atomic_load(&node->draining) &&
 		  fe_backend_ready(reg->thread->backend, &node->cfg);
@@ -214,6 +220,7 @@ struct fe_registry_entry *fe_registry_add(struct fe_thread *th, uint64_t account
 	e->reg = reg;
 	e->account_id = account_id;
 	snprintf(e->field, sizeof(e->field), "%s/%s", th->node->node_name, session_id);
+	snprintf(e->session_id, sizeof(e->session_id), "%s", session_id);
 	snprintf(e->rec.node, sizeof(e->rec.node), "%s", th->node->node_name);
 	snprintf(e->rec.proto, sizeof(e->rec.proto), "%s", proto);
 	snprintf(e->rec.client, sizeof(e->rec.client), "%s", client);
@@ -241,7 +248,7 @@ void fe_registry_remove(struct fe_registry_entry **entryp)
 		return;
 	*entryp = NULL;
 	r = redis_of(e->reg);
-	if (r != NULL)
+	if (r != NULL && !e->kicked)
 		(void)store_rsession_remove(r, e->account_id, e->field, ignore_cb, NULL);
 	if (e->prev != NULL)
 		e->prev->next = e->next;
@@ -250,4 +257,53 @@ void fe_registry_remove(struct fe_registry_entry **entryp)
 	if (e->next != NULL)
 		e->next->prev = e->prev;
 	free(e);
+}
+
+/* The connection of this thread whose session id is sid, or NULL. */
+static struct fe_conn *find_conn(struct fe_thread *th, const char *sid)
+{
+	for (struct fe_conn *c = fe_conn_env_next(&th->env, NULL); c != NULL;
+	     c = fe_conn_env_next(&th->env, c))
+		if (strcmp(fe_conn_info(c)->session_id, sid) == 0)
+			return c;
+	return NULL;
+}
+
+unsigned int fe_registry_kick(struct fe_thread *th, const struct store_kick *kick)
+{
+	struct fe_registry *reg = th->registry;
+	struct store_redis *r;
+	char (*sids)[64];
+	unsigned int n = 0, cap = 0, ended = 0;
+
+	if (reg == NULL)
+		return 0;
+	r = redis_of(reg);
+	for (struct fe_registry_entry *e = reg->entries; e != NULL; e = e->next)
+		cap++;
+	if (cap == 0)
+		return 0;
+	sids = calloc(cap, sizeof(*sids));
+	if (sids == NULL)
+		return 0;
+	/* First the matches (ending a session may remove its entry), then
+	 * the goodbyes. */
+	for (struct fe_registry_entry *e = reg->entries; e != NULL && n < cap; e = e->next) {
+		if (e->kicked || !store_kick_matches(kick, e->account_id, e->rec.proto, e->field))
+			continue;
+		e->kicked = true;
+		if (r != NULL)
+			(void)store_rsession_remove(r, e->account_id, e->field, ignore_cb, NULL);
+		memcpy(sids[n++], e->session_id, sizeof(sids[0]));
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		struct fe_conn *c = find_conn(th, sids[i]);
+
+		if (c == NULL || fe_conn_shutdown_asked(c))
+			continue;
+		fe_conn_shutdown(c, FE_SHUTDOWN_KICK);	/* may free c */
+		ended++;
+	}
+	free(sids);
+	return ended;
 }

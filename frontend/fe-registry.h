@@ -5,7 +5,8 @@
  * session ends; every STORE_SESSION_HEARTBEAT_SECS the thread rewrites all
  * of its entries with a new seen= (and the hash's expiry). Node: thread 0
  * writes "{nodes}:node:<name>" every heartbeat_interval with a TTL of three
- * intervals (address = the admin listener, version, sessions, readiness),
+ * intervals (address = the admin listener, version, role=frontend,
+ * sessions, readiness),
  * and removes it at the end of a drain.
  *
  * Everything is best effort: while Redis is down the writes fail and are
@@ -20,6 +21,7 @@
 
 struct fe_thread;
 struct fe_registry;
+struct store_kick;
 struct fe_registry_entry;
 
 /* Starts the thread's heartbeat (and, on thread 0, the node's). Returns 0
@@ -37,6 +39,13 @@ struct fe_registry_entry *fe_registry_add(struct fe_thread *th, uint64_t account
 					  const char *client, const char *session_id);
 /* Removes the entry (HDEL in the background) and sets *entry NULL. */
 void fe_registry_remove(struct fe_registry_entry **entry);
+
+/* A kick request (postern/store-kick.h): every entry of this thread that
+ * matches is removed from Redis at once (HDEL; the heartbeat no longer
+ * writes it) and its connection is told goodbye with FE_SHUTDOWN_KICK.
+ * The entries themselves stay until their adapters remove them. Returns
+ * the number of sessions told goodbye. Loop thread of th. */
+unsigned int fe_registry_kick(struct fe_thread *th, const struct store_kick *kick);
 
 /* Thread 0, end of the drain: deletes the node's entry and calls done(ctx)
  * once Redis answered (or at once without Redis). */

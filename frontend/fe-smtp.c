@@ -2,14 +2,20 @@
  * (smtp/smtp-session.h) for the MX, submission (587 and 465) and LMTP
  * listeners and carries out its requests:
  *
- *   AUTH_VERIFY   mail_auth_login() (postern/mail-auth.h), as POP3 does:
- *                 the account from PostgreSQL, the hash on the node's
- *                 password worker pool; the session then appears in the
- *                 Redis session registry
+ *   AUTH_VERIFY   fe_login_start() (fe-login.h), as POP3 does: the
+ *                 throttled password check, a session slot, the session
+ *                 registry entry. A throttle refusal and a session limit
+ *                 are both answered 454 4.7.0 (RFC 4954 section 6,
+ *                 "temporary authentication failure"): the client may try
+ *                 again later, and the connection stays usable (QUIT, or
+ *                 MX mail without AUTH), where a 421 would drop it
  *   SENDER_CHECK  mail_sender_check()   (submission only)
  *   RCPT_CHECK    mail_rcpt_check()     (relay allowed after AUTH)
  *   DELIVER       mail_deliver()        (one transaction, per-recipient
- *                                        statuses; LMTP answers each)
+ *                                        statuses; LMTP answers each);
+ *                 on submission first mail_throttle_message(): one message
+ *                 of the tenant counted against its rate, and over the
+ *                 rate every recipient gets 451 4.3.0 (try later)
  *
  * One mail_delivery per thread (its prepared statements are declared once
  * on the thread's pool; it publishes change notifications on the thread's
@@ -23,6 +29,8 @@
 #include "fe-smtp.h"
 
 #include "fe-backend.h"
+#include "fe-limits.h"
+#include "fe-login.h"
 #include "fe-metrics.h"
 #include "fe-node.h"
 #include "fe-registry.h"
@@ -112,8 +120,12 @@ struct fe_smtp {
 	struct store_pgpool *pool;
 	bool gone;
 	bool pending;			/* a request of ours is under way */
-	struct fe_registry_entry *reg;	/* after AUTH */
-	char auth_user[MAIL_AUTH_USER_MAX + 1];
+	struct fe_login *login;		/* AUTH: slot and registry entry */
+	uint64_t tenant_id;		/* after AUTH */
+	/* DELIVER waiting for the tenant's message rate */
+	const struct smtp_envelope *rate_env;
+	const uint8_t *rate_msg;
+	size_t rate_msg_len;
 };
 
 static const char *proto_name(const struct fe_smtp *f)
@@ -189,6 +201,13 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 		free(f);
 		return NULL;
 	}
+	f->login = fe_login_new(conn, proto_name(f));
+	if (f->login == NULL) {
+		smtp_session_free(&f->s);
+		free(f);
+		*error_r = "out of memory";
+		return NULL;
+	}
 	return f;
 }
 
@@ -202,28 +221,22 @@ static size_t fs_feed(void *p, const uint8_t *data, size_t len)
 
 /* ---- AUTH ---- */
 
-static void auth_cb(void *ctx, const struct mail_auth_result *res)
+static void auth_cb(void *ctx, const struct fe_login_result *res)
 {
 	struct fe_smtp *f = ctx;
 	enum smtp_auth_status st;
-	char quser[sizeof(f->auth_user) * 4 + 3];
 
 	switch (res->status) {
-	case MAIL_AUTH_OK: st = SMTP_AUTH_OK; break;
-	case MAIL_AUTH_TEMPFAIL: st = SMTP_AUTH_TEMPFAIL; break;
+	case FE_LOGIN_OK: st = SMTP_AUTH_OK; break;
+	case FE_LOGIN_TEMPFAIL:
+	case FE_LOGIN_THROTTLED:
+	case FE_LOGIN_SESSION_LIMIT:
+		st = SMTP_AUTH_TEMPFAIL;	/* 454 4.7.0 */
+		break;
 	default: st = SMTP_AUTH_BAD; break;	/* a disabled account too */
 	}
-	login_metric(f, mail_auth_status_name(res->status));
-	pn_info("event=login session=%s protocol=%s client=%s user=%s result=%s reason=\"%s\"",
-		f->info->session_id, proto_name(f), f->info->client_str,
-		pn_log_quote(quser, sizeof(quser), f->auth_user, strlen(f->auth_user)),
-		mail_auth_status_name(res->status), res->reason);
-	if (st == SMTP_AUTH_OK && !f->gone) {
-		fe_conn_set_state(f->conn, FE_STATE_AUTHENTICATED);
-		fe_registry_remove(&f->reg);
-		f->reg = fe_registry_add(f->th, res->account_id, proto_name(f), res->address,
-					 f->info->client_str, f->info->session_id);
-	}
+	if (st == SMTP_AUTH_OK)
+		f->tenant_id = res->tenant_id;
 	(void)smtp_session_auth_result(f->s, st, res->account_id,
 				       st == SMTP_AUTH_OK ? res->address : NULL);
 	smtp_wake(f);
@@ -231,7 +244,6 @@ static void auth_cb(void *ctx, const struct mail_auth_result *res)
 
 static void auth_start(struct fe_smtp *f, const struct smtp_action *a)
 {
-	snprintf(f->auth_user, sizeof(f->auth_user), "%s", a->u.auth.authcid);
 	/* no proxy authorisation: authzid must be empty or the user itself */
 	if (a->u.auth.authzid[0] != '\0' &&
 	    strcmp(a->u.auth.authzid, a->u.auth.authcid) != 0) {
@@ -242,11 +254,11 @@ static void auth_start(struct fe_smtp *f, const struct smtp_action *a)
 		return;
 	}
 	f->pending = true;
-	if (f->th == NULL || f->th->node == NULL ||
-	    mail_auth_login(f->th->loop, f->pool, f->th->node->auth_pool, a->u.auth.authcid,
-			    a->u.auth.password, auth_cb, f) < 0) {
+	if (f->login == NULL ||
+	    fe_login_start(f->login, a->u.auth.authcid, a->u.auth.password, auth_cb, f) < 0) {
 		f->pending = false;
-		login_metric(f, "tempfail");
+		if (f->login == NULL)
+			login_metric(f, "tempfail");
 		(void)smtp_session_auth_result(f->s, SMTP_AUTH_TEMPFAIL, 0, NULL);
 	}
 }
@@ -359,24 +371,20 @@ static void deliver_fail(struct fe_smtp *f, const struct smtp_envelope *env,
 	(void)smtp_session_deliver_result(f->s, st, env->rcpt_count, NULL);
 }
 
-static void deliver_start(struct fe_smtp *f, const struct smtp_action *a)
+static void deliver_go(struct fe_smtp *f, const struct smtp_envelope *env,
+		       const uint8_t *message, size_t message_len)
 {
-	const struct smtp_envelope *env = a->u.deliver.env;
 	const char *rcpts[MAIL_DELIVERY_MAX_RCPTS];
 	struct mail_deliver_request req = { 0 };
 	const char *error = NULL;
 
-	if (f->dlv == NULL || env->rcpt_count == 0 || env->rcpt_count > MAIL_DELIVERY_MAX_RCPTS) {
-		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
-		return;
-	}
 	for (size_t i = 0; i < env->rcpt_count; i++)
 		rcpts[i] = env->rcpts[i].address;
 	req.mail_from = env->mail_from;
 	req.rcpts = rcpts;
 	req.rcpt_count = env->rcpt_count;
-	req.message = a->u.deliver.message;
-	req.message_len = a->u.deliver.message_len;
+	req.message = message;
+	req.message_len = message_len;
 	req.account_id = f->mode == SMTP_MODE_SUBMISSION && env->authenticated ?
 		env->account_id : 0;
 	/* ENVID stays as sent (xtext); RET as its keyword */
@@ -388,6 +396,50 @@ static void deliver_start(struct fe_smtp *f, const struct smtp_action *a)
 		pn_warn("event=deliver_failed error=\"%s\"", error);
 		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
 	}
+}
+
+static void rate_cb(void *ctx, const struct mail_throttle_verdict *v)
+{
+	struct fe_smtp *f = ctx;
+	const struct smtp_envelope *env = f->rate_env;
+
+	f->rate_env = NULL;
+	if (f->gone) {
+		/* the client never saw a reply: it sends the message again */
+		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
+	} else if (v->refuse) {
+		pn_info("event=tenant_rate_refused session=%s tenant=%" PRIu64 " count=%" PRId64
+			" reason=\"%s\"", f->info->session_id, f->tenant_id, v->count, v->reason);
+		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
+	} else {
+		deliver_go(f, env, f->rate_msg, f->rate_msg_len);
+		if (f->pending)
+			return; /* deliver_done wakes the connection */
+	}
+	smtp_wake(f);
+}
+
+static void deliver_start(struct fe_smtp *f, const struct smtp_action *a)
+{
+	const struct smtp_envelope *env = a->u.deliver.env;
+	struct mail_throttle *t = fe_thread_throttle(f->th);
+
+	if (f->dlv == NULL || env->rcpt_count == 0 || env->rcpt_count > MAIL_DELIVERY_MAX_RCPTS) {
+		deliver_fail(f, env, SMTP_DELIVER_TEMPFAIL);
+		return;
+	}
+	if (f->mode == SMTP_MODE_SUBMISSION && env->authenticated && f->tenant_id != 0 &&
+	    t != NULL) {
+		f->rate_env = env;
+		f->rate_msg = a->u.deliver.message;
+		f->rate_msg_len = a->u.deliver.message_len;
+		f->pending = true;
+		if (mail_throttle_message(t, f->tenant_id, 1, rate_cb, f) == 0)
+			return; /* rate_cb goes on */
+		f->pending = false;
+		f->rate_env = NULL;
+	}
+	deliver_go(f, env, a->u.deliver.message, a->u.deliver.message_len);
 }
 
 /* ---- the adapter ---- */
@@ -454,12 +506,14 @@ static void fs_disconnected(void *p)
 	struct fe_smtp *f = p;
 
 	f->gone = true;
+	fe_login_disconnected(f->login);
 }
 
 static void fs_shutdown(void *p, enum fe_shutdown_reason reason)
 {
 	struct fe_smtp *f = p;
 
+	/* drain and kick alike: 421 4.3.2 */
 	smtp_session_shutdown(f->s, reason == FE_SHUTDOWN_IDLE ? SMTP_SHUTDOWN_TIMEOUT :
 			      SMTP_SHUTDOWN_DRAIN);
 }
@@ -470,7 +524,7 @@ static void fs_destroy(void **p)
 
 	if (f == NULL)
 		return;
-	fe_registry_remove(&f->reg);
+	fe_login_free(&f->login);	/* slot back, registry entry removed */
 	smtp_session_free(&f->s);
 	free(f);
 	*p = NULL;

@@ -153,6 +153,7 @@ const char *result_text(enum imap_result r)
 	case IMAP_RESULT_CANNOT: return "NO [CANNOT] Operation not possible";
 	case IMAP_RESULT_AUTH_FAILED: return "NO [AUTHENTICATIONFAILED] Authentication failed";
 	case IMAP_RESULT_TEMPFAIL: return "NO [UNAVAILABLE] Temporary failure, try again later";
+	case IMAP_RESULT_LIMIT: return "NO [LIMIT] Too many sessions for this user, try again later";
 	case IMAP_RESULT_NO: break;
 	}
 	return "NO Operation failed";
@@ -848,8 +849,8 @@ int imap_session_auth_result(struct imap_session *s, enum imap_result result,
 		cmd_done(s, "OK", "[CAPABILITY %s] Logged in", caps);
 		return 0;
 	}
-	const char *text = result == IMAP_RESULT_TEMPFAIL ? result_text(result)
-		: result_text(IMAP_RESULT_AUTH_FAILED);
+	const char *text = result == IMAP_RESULT_TEMPFAIL || result == IMAP_RESULT_LIMIT
+		? result_text(result) : result_text(IMAP_RESULT_AUTH_FAILED);
 	/* A failed authentication counts toward the error limit. */
 	unsigned int bad = s->bad_count;
 	cmd_done(s, "NO", "%s", text + 3);

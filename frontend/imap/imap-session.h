@@ -254,6 +254,7 @@ enum imap_result {
 	IMAP_RESULT_CANNOT,        /* NO [CANNOT] (e.g. delete INBOX) */
 	IMAP_RESULT_AUTH_FAILED,   /* NO [AUTHENTICATIONFAILED] */
 	IMAP_RESULT_TEMPFAIL,      /* NO [UNAVAILABLE] */
+	IMAP_RESULT_LIMIT,         /* NO [LIMIT] (RFC 5530: too many sessions) */
 };
 
 /* SPECIAL-USE attributes of a mailbox (RFC 6154). */

@@ -243,6 +243,15 @@ class Frontend:
             "POSTERN_HANDSHAKE_TIMEOUT": "2s",
             "POSTERN_DRAIN_GRACE": "4s",
             "POSTERN_HEARTBEAT_INTERVAL": "1s",
+            # Every test logs in from 127.0.0.1 against one shared Redis:
+            # failed-login throttling is off unless a test turns it on
+            # (test_limits.py), or failures of one module would delay or
+            # refuse the logins of the next.
+            "POSTERN_AUTH_ADDRESS_DELAY_AFTER": "0",
+            "POSTERN_AUTH_ADDRESS_REFUSE_AFTER": "0",
+            "POSTERN_AUTH_ACCOUNT_DELAY_AFTER": "0",
+            "POSTERN_AUTH_ACCOUNT_REFUSE_AFTER": "0",
+            "POSTERN_AUTH_TENANT_DELAY_AFTER": "0",
         }
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:

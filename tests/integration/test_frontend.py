@@ -1,7 +1,8 @@
 """postern-frontend as a cluster node, against real PostgreSQL and Redis:
 PROXY headers from a trusted (127.0.0.2) and an untrusted (127.0.0.1)
 address, the admin endpoints, /readyz when PostgreSQL stops and comes back
-(and when Redis stops: degraded, still ready, POP3 still works), the Redis
+(and when Redis stops: degraded, still ready, POP3 still works, limits
+counted per node and said so in the "limits" check), the Redis
 session and node registries, SIGTERM drain (goodbye in POP3's words, new
 connections refused, exit within the grace period), SIGHUP certificate
 reload without dropping sessions, and the listeners of protocols not wired
@@ -70,7 +71,8 @@ class FrontendTest(unittest.TestCase):
 
     def test_admin_endpoints(self):
         self.assertEqual(self.a.http("/healthz"), (200, "ok\n"))
-        # every thread's pool connects in the background after the start
+        # every thread's pool connects in the background after the start:
+        # ready within a few seconds (the first run often beats them)
         fs.wait_for(lambda: self.a.readyz()[0] == 200, 10)
         status, body = self.a.readyz()
         self.assertEqual(status, 200, body)
@@ -295,6 +297,15 @@ class FrontendTest(unittest.TestCase):
             q.quit()
             p.quit()
             self.assertEqual(self.b.metric("postern_pop3_lock_fallback_total"), fallback0 + 1)
+            # the session limits fell back to per-node counting, and say so
+            def limits_per_node():
+                status, body = self.b.readyz()
+                checks = {c["name"]: c for c in body["checks"]}
+                return "per node" in checks["limits"].get("detail", "") and checks["limits"]
+            got = fs.wait_for(limits_per_node, 5)
+            self.assertTrue(got, self.b.readyz())
+            self.assertTrue(got["ok"])
+            self.assertGreaterEqual(self.b.metric("postern_throttle_redis_fallback"), 1)
         finally:
             services.start_redis(d)
         def redis_ok():
@@ -302,6 +313,20 @@ class FrontendTest(unittest.TestCase):
             checks = {c["name"]: c for c in body["checks"]}
             return status == 200 and "detail" not in checks["redis"]
         self.assertTrue(fs.wait_for(redis_ok, 30), self.b.readyz())
+        # a login after Redis came back ends the fallback (the throttle's
+        # probe notices too, within a second)
+        p = poplib.POP3_SSL("127.0.0.1", self.b.ports["pop3s"], timeout=15,
+                            context=self.certs.client_context())
+        p.user(user)
+        p.pass_(pw)
+        p.quit()
+        def limits_back():
+            status, body = self.b.readyz()
+            checks = {c["name"]: c for c in body["checks"]}
+            return checks["limits"].get("detail") == "cluster-wide"
+        self.assertTrue(fs.wait_for(limits_back, 10), self.b.readyz())
+        self.assertTrue(fs.wait_for(
+            lambda: self.b.metric("postern_throttle_redis_fallback") == 0, 10))
 
     # ---- signals ----
 
