@@ -28,7 +28,12 @@ SRC = os.environ.get("POSTERN_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("POSTERN_BIN_DIR") or os.path.join(SRC, "build")
 CLUSTER = os.path.join(SRC, "deploy", "local", "cluster.py")
-BASE = 40000  # balancer on 41143...; frontends and admin ports above 49000
+# Every port of the cluster is derived from BASE (balancer 3024..3995,
+# frontends 13024..14995, admin 12080..12092): below the kernel's ephemeral
+# range (32768+, where other tests' outgoing connections live), below the
+# harness's service ports (15000+) and clear of a developer's default
+# cluster (base 1000).
+BASE = 3000
 DEMO, PASSWORD = "demo@example.test", "demo"
 
 
