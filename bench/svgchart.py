@@ -146,8 +146,8 @@ def chart(doc):
 
     first = rows[0]["figure"]
     if first == "held connections":
-        left_fig = "PSS bytes/conn"
-        right_figs = ["RSS bytes/conn"]
+        left_fig = "PSS bytes/conn (over fresh)"
+        right_figs = ["RSS bytes/conn (over fresh)"]
         _panel(svg, 10, "PSS per idle connection (bytes)", [""], series_for([left_fig]))
         _panel(svg, 500, "RSS per idle connection (bytes)", [""], series_for(right_figs))
     else:
