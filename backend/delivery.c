@@ -37,7 +37,6 @@
 #include <time.h>
 
 #define DEDUP_WINDOW_DEFAULT 600
-#define DEDUP_SCAN_DEFAULT 1000
 #define HEADROOM (2 * MAIL_DELIVERY_ADDRESS_MAX + 64)
 #define META_CACHE_MAX (4u * 1024 * 1024)	/* ENVELOPE / BODYSTRUCTURE */
 #define META_FIELD_MAX (64u * 1024)		/* subject, from, ... */
@@ -96,15 +95,13 @@ static const char sql_lock[] =
 	"  ON mb.account_id = t.a AND mb.id = t.m"
 	" ORDER BY mb.account_id, mb.id FOR UPDATE OF mb) AS x";
 
-/* Targets that already hold the Message-ID among their newest messages,
- * saved within the window. */
+/* Targets that already hold a message with the Message-ID saved within the
+ * window: one probe of messages_message_id (storage/sql/003) per target. */
 static const char sql_dedup[] =
 	"SELECT t.a, t.m FROM unnest($1::bigint[], $2::bigint[]) AS t (a, m)"
-	" WHERE EXISTS (SELECT 1 FROM (SELECT x.message_id, x.saved_at FROM messages x"
-	"   WHERE x.account_id = t.a AND x.mailbox_id = t.m ORDER BY x.uid DESC"
-	"   LIMIT $4::int) AS r"
-	"  WHERE r.message_id = $3::text"
-	"   AND r.saved_at > now() - make_interval(secs => $5::int))";
+	" WHERE EXISTS (SELECT 1 FROM messages x"
+	"  WHERE x.account_id = t.a AND x.mailbox_id = t.m AND x.message_id = $3::text"
+	"   AND x.saved_at > now() - make_interval(secs => $4::int))";
 
 static const char sql_deliver[] =
 	"SELECT account_id, mailbox_id, uid, modseq, status FROM deliver_message("
@@ -123,7 +120,7 @@ static const char sql_enqueue[] =
 struct mail_delivery {
 	struct store_pgpool *pool;
 	struct store_redis *redis;
-	unsigned int window, scan;
+	unsigned int window;
 	const struct store_pg_stmt *st_resolve, *st_sender, *st_lock, *st_dedup,
 		*st_deliver, *st_enqueue;
 	unsigned int busy;
@@ -334,14 +331,13 @@ struct mail_delivery *mail_delivery_new(const struct mail_delivery_settings *set
 	d->pool = set->pool;
 	d->redis = set->redis;
 	d->window = set->dedup_window_secs != 0 ? set->dedup_window_secs : DEDUP_WINDOW_DEFAULT;
-	d->scan = set->dedup_scan != 0 ? set->dedup_scan : DEDUP_SCAN_DEFAULT;
 	if ((d->st_resolve = store_pgpool_declare(d->pool, "mail_resolve", sql_resolve, 1,
 						  NULL, error_r)) == NULL ||
 	    (d->st_sender = store_pgpool_declare(d->pool, "mail_sender", sql_sender, 3,
 						 NULL, error_r)) == NULL ||
 	    (d->st_lock = store_pgpool_declare(d->pool, "mail_lock", sql_lock, 2,
 					       NULL, error_r)) == NULL ||
-	    (d->st_dedup = store_pgpool_declare(d->pool, "mail_dedup", sql_dedup, 5,
+	    (d->st_dedup = store_pgpool_declare(d->pool, "mail_dedup", sql_dedup, 4,
 						NULL, error_r)) == NULL ||
 	    (d->st_deliver = store_pgpool_declare(d->pool, "mail_deliver", sql_deliver, 16,
 						  NULL, error_r)) == NULL ||
@@ -1193,8 +1189,8 @@ static int targets_query(struct mail_op *op, const struct store_pg_stmt *stmt,
 {
 	uint64_t *a = calloc(op->nt + 1, sizeof(*a)), *m = calloc(op->nt + 1, sizeof(*m));
 	struct pn_buf aa, mm;
-	char scan[16], window[16];
-	const char *values[5];
+	char window[16];
+	const char *values[4];
 	struct store_pg_query q = { .stmt = stmt, .nparams = nparams, .values = values };
 	size_t n;
 	int ret = -1;
@@ -1208,13 +1204,11 @@ static int targets_query(struct mail_op *op, const struct store_pg_stmt *stmt,
 	pn_buf_init(&aa, 1u << 20);
 	pn_buf_init(&mm, 1u << 20);
 	if (array_u64(&aa, a, n) == 0 && array_u64(&mm, m, n) == 0) {
-		snprintf(scan, sizeof(scan), "%u", op->d->scan);
 		snprintf(window, sizeof(window), "%u", op->d->window);
 		values[0] = (const char *)pn_buf_rptr(&aa);
 		values[1] = (const char *)pn_buf_rptr(&mm);
 		values[2] = op->meta[M_MESSAGE_ID];
-		values[3] = scan;
-		values[4] = window;
+		values[3] = window;
 		ret = store_pgtx_query(op->tx, &q, cb, op);
 	}
 	free(a);
@@ -1233,7 +1227,7 @@ static void lock_done(void *ctx, struct store_pg_reply *reply)
 		return;
 	}
 	/* a new statement: its snapshot sees what committed while we waited */
-	if (targets_query(op, op->d->st_dedup, 5, dedup_done) < 0)
+	if (targets_query(op, op->d->st_dedup, 4, dedup_done) < 0)
 		tx_failed(op, NULL, "duplicate check");
 }
 

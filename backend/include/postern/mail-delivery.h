@@ -34,7 +34,7 @@
  * - Disabled accounts refuse mail (550 5.2.1), as the SMTP issue asks.
  * - Duplicate guard: when the message has a Message-ID and a target mailbox
  *   already holds a message with the same Message-ID saved within
- *   dedup_window_secs (among its dedup_scan newest messages), that target
+ *   dedup_window_secs (an index probe, storage/sql/003), that target
  *   is acknowledged as delivered but not stored again. The check runs
  *   inside the delivery transaction after the target mailboxes are locked,
  *   so two concurrent retries cannot both store.
@@ -68,7 +68,6 @@ struct mail_delivery_settings {
 	struct store_pgpool *pool;	/* required; outlives the delivery */
 	struct store_redis *redis;	/* optional: change notifications */
 	unsigned int dedup_window_secs;	/* 0: 600 (10 minutes) */
-	unsigned int dedup_scan;	/* 0: 1000 newest messages per mailbox */
 };
 
 /* Creates the delivery context and declares its prepared statements on the
