@@ -105,6 +105,7 @@ struct store_pgpool {
 	/* Connections in a live state, kept by conn_set_state(); atomic so
 	 * that store_pgpool_ready() may be asked from any thread. */
 	atomic_uint live;
+	bool dsn_has_options;	/* leave libpq "options" to the operator */
 	struct store_pgpool_settings set;
 	char *dsn;
 	struct pg_conn *conns;
@@ -610,12 +611,39 @@ static void conn_connect_step(struct pg_conn *c)
 		conn_attempt_failed(c, "no loop slot for the connection");
 }
 
+/* Whether the operator's connection string sets libpq's "options". */
+static bool dsn_sets_options(const char *dsn)
+{
+	PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+	bool set = false;
+
+	if (opts == NULL)
+		return false;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "options") == 0 && o->val != NULL && o->val[0] != '\0')
+			set = true;
+	}
+	PQconninfoFree(opts);
+	return set;
+}
+
+/* Every statement of the pool is prepared and keyed by ids (account,
+ * mailbox, uid): a generic plan fits them all, while PostgreSQL's default
+ * (plan_cache_mode=auto) kept re-planning each execution, 39% of the
+ * server's CPU in the SMTP benchmark (bench/README.md, "Findings"). A DSN
+ * that sets options itself is left alone. */
+#define PGPOOL_SESSION_OPTIONS "-c plan_cache_mode=force_generic_plan"
+
 static void conn_start(struct pg_conn *c)
 {
 	struct store_pgpool *pool = c->pool;
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *values[] = { pool->dsn, "postern", NULL };
+	const char *keys[] = { "dbname", "fallback_application_name", "options", NULL };
+	const char *values[] = { pool->dsn, "postern", PGPOOL_SESSION_OPTIONS, NULL };
 
+	if (pool->dsn_has_options) {
+		keys[2] = NULL;
+		values[2] = NULL;
+	}
 	c->pg = PQconnectStartParams(keys, values, 1);
 	conn_set_state(c, CONN_CONNECTING);
 	c->fd = -1;
@@ -1159,6 +1187,7 @@ struct store_pgpool *store_pgpool_new(struct pn_loop *loop,
 		goto fail;
 	}
 	pool->set.dsn = pool->dsn;
+	pool->dsn_has_options = dsn_sets_options(pool->dsn);
 	for (unsigned int i = 0; i < pool->set.max_conns; i++) {
 		pool->conns[i].pool = pool;
 		pool->conns[i].io = PN_IO_NONE;

@@ -114,6 +114,14 @@ PN_TEST(test_query)
 		CHECK_STR(z.value, "3-");
 	}
 
+	/* the pool's sessions use generic plans for prepared statements */
+	{
+		struct res w;
+
+		CHECK_INT(run_sql(loop, pool, "SHOW plan_cache_mode", &w), STORE_OK);
+		CHECK_STR(w.value, "force_generic_plan");
+	}
+
 	/* bad arguments: -1, no callback */
 	errno = 0;
 	CHECK_INT(store_pgpool_exec(pool, NULL, 0, NULL, res_cb, &x), -1);
@@ -121,7 +129,7 @@ PN_TEST(test_query)
 
 	struct store_pgpool_stats st;
 	store_pgpool_get_stats(pool, &st);
-	CHECK_INT(st.ok, 2);
+	CHECK_INT(st.ok, 3); /* two queries above and SHOW plan_cache_mode */
 	CHECK_INT(st.permanent, 1);
 	CHECK(st.conns_up >= 1);
 	store_pgpool_free(&pool);
