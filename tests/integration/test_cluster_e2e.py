@@ -239,6 +239,61 @@ class ClusterEndToEnd(unittest.TestCase):
         self.assertIsNotNone(self.find(pop, subject))
         pop.quit()
 
+    def test_mbsync_pulls_inbox_into_a_maildir(self):
+        # isync's mbsync, a real IMAP sync client: STARTTLS through the
+        # balancer, pull INBOX into a local Maildir, then pull again after
+        # a flag change made by another session.
+        if shutil.which("mbsync") is None:
+            self.skipTest("mbsync is not installed (deploy/install-deps installs isync)")
+        subject = "mbsync " + uuid.uuid4().hex
+        self.submit(subject)
+        work = tempfile.mkdtemp(prefix="pn-mbsync-", dir=self.var)
+        local = os.path.join(work, "mail") + "/"
+        os.makedirs(local)  # mbsync creates the folders, not the store's root
+        rc = os.path.join(work, "mbsyncrc")
+        with open(rc, "w") as f:
+            # Host by name: isync 1.4 matches DNS names only, not the
+            # certificate's IP address entry
+            f.write("IMAPAccount demo\nHost localhost\nPort %d\nUser %s\nPass %s\n"
+                    "SSLType STARTTLS\nCertificateFile %s\n\n"
+                    "IMAPStore remote\nAccount demo\n\n"
+                    "MaildirStore local\nPath %s\nInbox %sINBOX\n\n"
+                    "Channel demo\nFar :remote:\nNear :local:\nPatterns INBOX\n"
+                    "Create Near\nSync Pull\nSyncState *\n"
+                    % (BASE + 143, DEMO, PASSWORD,
+                       os.path.join(self.var, "tls", "ca.crt"), local, local))
+        os.chmod(rc, 0o600)
+
+        def pull():
+            p = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True,
+                               timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+        def local_files():
+            found = {}
+            for sub in ("cur", "new"):
+                d = os.path.join(local, "INBOX", sub)
+                for name in os.listdir(d):
+                    with open(os.path.join(d, name), "rb") as f:
+                        found[name] = f.read()
+            return found
+
+        pull()
+        mine = [n for n, m in local_files().items() if ("Subject: " + subject).encode() in m]
+        self.assertEqual(len(mine), 1, "the message was not pulled exactly once")
+        # flag it \Flagged from another IMAP session; the next pull carries
+        # the flag into the Maildir file name (",F" info flag)
+        im = imaplib.IMAP4_SSL("127.0.0.1", BASE + 993, ssl_context=self.ca, timeout=15)
+        im.login(DEMO, PASSWORD)
+        im.select("INBOX")
+        _, data = im.search(None, "SUBJECT", '"%s"' % subject)
+        im.store(data[0].split()[0], "+FLAGS", "\\Flagged")
+        im.logout()
+        pull()
+        mine = [n for n, m in local_files().items() if ("Subject: " + subject).encode() in m]
+        self.assertEqual(len(mine), 1)
+        self.assertIn("F", mine[0].rsplit(",", 1)[-1], mine[0])
+
     def test_zz_frontend_killed_no_new_connection_fails(self):
         # runs last in this class (name order): it kills and restarts a node
         procs = self.procs()
