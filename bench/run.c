@@ -1333,7 +1333,11 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 	}
 	memset(&sh, 0, sizeof(sh));
 	sh.cfg = cfg;
-	atomic_init(&sh.recording, false);
+	/* Without a warm-up, record from the first unit: turning recording on
+	 * only after the threads are running would lose the units that finish
+	 * in between, while they still count towards --count. */
+	bool record_from_start = cfg->mode != BN_MODE_IDLE && cfg->warmup_s <= 0;
+	atomic_init(&sh.recording, record_from_start);
 	if (cfg->mode == BN_MODE_IDLE) {
 		for (unsigned int i = 0; i < cfg->npids; i++)
 			bn_read_mem(cfg->pids[i], &res->mem_before[i]);
@@ -1375,6 +1379,14 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		}
 		off += n;
 	}
+	uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
+	double cpu0 = 0;
+	uint64_t t0 = 0, t1 = 0;
+	if (record_from_start) {
+		read_cpu(&busy0, &total0);
+		cpu0 = self_cpu();
+		t0 = now_ns();
+	}
 	for (unsigned int i = 0; rc == 0 && i < cfg->threads; i++) {
 		if (pthread_create(&ts[i].th, NULL, thread_main, &ts[i]) != 0) {
 			*error_r = "pthread_create failed";
@@ -1384,9 +1396,6 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		started++;
 	}
 
-	uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
-	double cpu0 = 0;
-	uint64_t t0 = 0, t1 = 0;
 	if (rc == 0 && cfg->mode == BN_MODE_IDLE) {
 		uint64_t limit = now_ns() + (uint64_t)((30.0 + cfg->conns / 100.0) * 1e9);
 		while (now_ns() < limit) {
@@ -1407,11 +1416,13 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		t0 = now_ns();
 		sleep_ns((uint64_t)(cfg->hold_s * 1e9));
 	} else if (rc == 0) {
-		sleep_ns((uint64_t)(cfg->warmup_s * 1e9));
-		read_cpu(&busy0, &total0);
-		cpu0 = self_cpu();
-		t0 = now_ns();
-		atomic_store(&sh.recording, true);
+		if (!record_from_start) {
+			sleep_ns((uint64_t)(cfg->warmup_s * 1e9));
+			read_cpu(&busy0, &total0);
+			cpu0 = self_cpu();
+			t0 = now_ns();
+			atomic_store(&sh.recording, true);
+		}
 		uint64_t end = cfg->duration_s > 0 ? t0 + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
 		for (;;) {
 			uint64_t now = now_ns();
