@@ -6,8 +6,9 @@
  * instances (two frontend nodes: separate loops and Redis connections)
  * sharing failure counts and session slots, leases of a vanished node
  * expiring, tenant session and message limits, and Redis stopped (per-node
- * counting, degraded state and metrics) and started again. One part needs
- * no Redis: per-node counting by configuration and address grouping.
+ * counting, degraded state and metrics) and started again, and limits
+ * changed on a live instance. One part needs no Redis: per-node counting by
+ * configuration and address grouping, and limits changed there too.
  * Periods are short (hundreds of ms) so the program runs in a few seconds.
  */
 #include "postern/mail-throttle.h"
@@ -734,6 +735,95 @@ PN_TEST(test_per_node_only)
 	node_down(&n);
 }
 
+/* mail_throttle_set_settings() on a live instance: a lowered session
+ * maximum refuses the next session while the open ones stay; a raised
+ * failure threshold no longer refuses (a refusal already started runs out
+ * its cooling period); invalid settings are refused and the old ones
+ * kept. With Redis, and again per node only (host NULL). */
+static void set_settings_case(const char *name)
+{
+	struct mail_throttle_settings set = base_settings(name);
+	struct node a;
+	char ip[32];
+	uint64_t acct = fresh_id(), other = fresh_id();
+	struct res s1, s2, s3;
+	struct mail_throttle_stats st;
+	struct mail_throttle_verdict v;
+	const char *error = NULL;
+
+	if (!node_up(&a, name, &set))
+		return;
+	fresh_ip(ip, sizeof(ip));
+	s1 = open_session(&a, ip, acct, 0);
+	s2 = open_session(&a, ip, acct, 0);
+	CHECK(!s1.v.refuse && !s2.v.refuse);
+
+	set.max_userip_sessions = 1;
+	CHECK_INT(mail_throttle_set_settings(a.t, &set, &error), 0);
+	s3 = open_session(&a, ip, acct, 0);
+	CHECK(s3.v.refuse);
+	CHECK_INT(s3.v.kind, MAIL_THROTTLE_SESSIONS_USERIP);
+	CHECK_INT(s3.v.count, 2);
+	mail_throttle_get_stats(a.t, &st);
+	CHECK_INT(st.sessions, 2);	/* the open ones stay */
+	if (a.redis != NULL)
+		CHECK_INT(zcard(&a, 'a', acct), 2);
+
+	/* invalid: refused, the lowered maximum still holds */
+	set.max_userip_sessions = 5;
+	set.session_lease_ms = 10;
+	error = NULL;
+	CHECK_INT(mail_throttle_set_settings(a.t, &set, &error), -1);
+	CHECK(error != NULL && strstr(error, "lease") != NULL);
+	CHECK_INT(mail_throttle_settings_check(&set, &error), -1);
+	s3 = open_session(&a, ip, acct, 0);
+	CHECK(s3.v.refuse);
+	set.session_lease_ms = 900;
+	CHECK_INT(mail_throttle_settings_check(&set, &error), 0);
+	CHECK_INT(mail_throttle_set_settings(a.t, &set, &error), 0);
+	s3 = open_session(&a, ip, acct, 0);
+	CHECK(!s3.v.refuse);
+	mail_throttle_session_close(a.t, &s1.s);
+	mail_throttle_session_close(a.t, &s2.s);
+	mail_throttle_session_close(a.t, &s3.s);
+
+	/* account refuse_after 5: the fifth failure refuses */
+	for (unsigned int i = 0; i < 5; i++) {
+		v = result(&a, ip, other, 0, false);
+		CHECK_INT(v.refuse, i == 4);
+	}
+	v = check(&a, ip, other, 0);
+	CHECK(v.refuse);
+	set.auth_account.refuse_after = 20;
+	set.auth_address.refuse_after = 20;
+	CHECK_INT(mail_throttle_set_settings(a.t, &set, &error), 0);
+	run_for(&a, v.retry_after_ms + 50);
+	v = check(&a, ip, other, 0);
+	CHECK(!v.refuse);
+	/* the old threshold would refuse at this failure again */
+	v = result(&a, ip, other, 0, false);
+	CHECK(!v.refuse);
+	v = check(&a, ip, other, 0);
+	CHECK(!v.refuse);
+	CHECK_INT(v.count, 6);
+	CHECK_INT(v.delay_ms, 400);
+	node_down(&a);
+}
+
+PN_TEST(test_set_settings)
+{
+	set_settings_case("fe-reload");
+}
+
+PN_TEST(test_set_settings_per_node)
+{
+	const char *saved = host;
+
+	host = NULL;
+	set_settings_case("fe-reload-solo");
+	host = saved;
+}
+
 /* Settings that cannot work are refused. */
 PN_TEST(test_bad_settings)
 {
@@ -766,10 +856,12 @@ int main(void)
 		PN_TEST_CASE(test_sessions_across_nodes),
 		PN_TEST_CASE(test_tenant_limits),
 		PN_TEST_CASE(test_redis_down_and_back),
+		PN_TEST_CASE(test_set_settings),
 	};
 	static const struct pn_test_case local_cases[] = {
 		PN_TEST_CASE(test_per_node_only),
 		PN_TEST_CASE(test_bad_settings),
+		PN_TEST_CASE(test_set_settings_per_node),
 	};
 	const char *error;
 	int rc;

@@ -109,6 +109,14 @@ struct limit {
 	unsigned int delay_after, refuse_after;	/* 0: off */
 };
 
+/* The numeric limits of an instance (defaults filled in, 0: off). */
+struct limits {
+	struct limit auth[SC_COUNT];
+	unsigned int delay_base_ms, delay_max_ms, window_ms, cooling_ms;
+	unsigned int max_userip, max_account, max_tenant, lease_ms;
+	unsigned int msg_limit, msg_window_ms;
+};
+
 /* A per-node counter. */
 struct lentry {
 	struct lentry *next;
@@ -170,10 +178,8 @@ struct mail_throttle {
 	char instance[17];
 	uint64_t seq;
 
-	struct limit auth[SC_COUNT];
-	unsigned int delay_base_ms, delay_max_ms, window_ms, cooling_ms, v6_prefix;
-	unsigned int max_userip, max_account, max_tenant, lease_ms;
-	unsigned int msg_limit, msg_window_ms;
+	struct limits lim;		/* mail_throttle_set_settings() swaps it */
+	unsigned int v6_prefix;		/* fixed: part of the address keys */
 
 	struct lentry **buckets;
 	size_t nbuckets;
@@ -654,10 +660,10 @@ static unsigned int delay_for(const struct mail_throttle *t, const struct limit 
 
 	if (l->delay_after == 0 || n < (int64_t)l->delay_after)
 		return 0;
-	d = t->delay_base_ms;
-	for (int64_t i = l->delay_after; i < n && d < t->delay_max_ms; i++)
+	d = t->lim.delay_base_ms;
+	for (int64_t i = l->delay_after; i < n && d < t->lim.delay_max_ms; i++)
 		d *= 2;
-	return d > t->delay_max_ms ? t->delay_max_ms : (unsigned int)d;
+	return d > t->lim.delay_max_ms ? t->lim.delay_max_ms : (unsigned int)d;
 }
 
 static bool scope_known(const struct req *q, enum scope s)
@@ -667,7 +673,7 @@ static bool scope_known(const struct req *q, enum scope s)
 
 static bool scope_on(const struct mail_throttle *t, enum scope s)
 {
-	return t->auth[s].delay_after != 0 || t->auth[s].refuse_after != 0;
+	return t->lim.auth[s].delay_after != 0 || t->lim.auth[s].refuse_after != 0;
 }
 
 /* Per-node failure (auth result), always counted beside Redis. */
@@ -679,9 +685,9 @@ static void local_fail(struct mail_throttle *t, const char *key, const struct li
 	if (e == NULL)
 		return;
 	e->count++;
-	e->expires_ms = now + t->window_ms;
+	e->expires_ms = now + t->lim.window_ms;
 	if (l->refuse_after != 0 && e->count >= (int64_t)l->refuse_after)
-		e->block_until_ms = now + t->cooling_ms;
+		e->block_until_ms = now + t->lim.cooling_ms;
 }
 
 /* Fills v from the scopes' (failures, block ms). */
@@ -718,7 +724,7 @@ static void auth_verdict(struct req *q, struct mail_throttle_verdict *v)
 			v->count = n;
 			v->retry_after_ms = blk > UINT32_MAX ? UINT32_MAX : (unsigned int)blk;
 		}
-		d = delay_for(t, &t->auth[s], n);
+		d = delay_for(t, &t->lim.auth[s], n);
 		if (!v->refuse && d > v->delay_ms) {
 			v->delay_ms = d;
 			v->kind = auth_kind[s];
@@ -800,8 +806,8 @@ int mail_throttle_auth_result(struct mail_throttle *t, const struct mail_throttl
 		req_launch(q);
 		return 0;
 	}
-	fmt(win, sizeof(win), "%u", t->window_ms);
-	fmt(cool, sizeof(cool), "%u", t->cooling_ms);
+	fmt(win, sizeof(win), "%u", t->lim.window_ms);
+	fmt(cool, sizeof(cool), "%u", t->lim.cooling_ms);
 	for (int s = 0; s < SC_COUNT; s++) {
 		char fail[KEY_MAX], block[KEY_MAX], local[KEY_MAX];
 		const char *args[] = { win, ref, cool };
@@ -809,8 +815,8 @@ int mail_throttle_auth_result(struct mail_throttle *t, const struct mail_throttl
 		if (!scope_known(q, s) || !scope_on(t, s))
 			continue;
 		auth_keys(q, s, fail, block, local);
-		local_fail(t, local, &t->auth[s]);
-		fmt(ref, sizeof(ref), "%u", t->auth[s].refuse_after);
+		local_fail(t, local, &t->lim.auth[s]);
+		fmt(ref, sizeof(ref), "%u", t->lim.auth[s].refuse_after);
 		send_eval(q, s, lua_auth_fail, fail, block, 3, args);
 	}
 	req_launch(q);
@@ -849,7 +855,7 @@ static void slot_fire(struct mail_throttle *t, bool renew, char kind, uint64_t i
 		const char *args[] = { now, lease, member };
 
 		fmt(now, sizeof(now), "%" PRId64, wall_ms());
-		fmt(lease, sizeof(lease), "%u", t->lease_ms);
+		fmt(lease, sizeof(lease), "%u", t->lim.lease_ms);
 		send_eval(q, 0, lua_slot_renew, key, NULL, 3, args);
 	} else {
 		const char *argv[] = { "ZREM", key, member };
@@ -887,10 +893,10 @@ int mail_throttle_session_open(struct mail_throttle *t, const struct mail_thrott
 	fmt(q->member_a, MEMBER_MAX, "%s %s", q->ip, q->member_t);
 	fmt(prefix, sizeof(prefix), "%s ", q->ip);
 	fmt(now, sizeof(now), "%" PRId64, wall_ms());
-	fmt(lease, sizeof(lease), "%u", t->lease_ms);
-	fmt(maxip, sizeof(maxip), "%u", t->max_userip);
-	fmt(maxa, sizeof(maxa), "%u", t->max_account);
-	fmt(maxt, sizeof(maxt), "%u", t->max_tenant);
+	fmt(lease, sizeof(lease), "%u", t->lim.lease_ms);
+	fmt(maxip, sizeof(maxip), "%u", t->lim.max_userip);
+	fmt(maxa, sizeof(maxa), "%u", t->lim.max_account);
+	fmt(maxt, sizeof(maxt), "%u", t->lim.max_tenant);
 	{
 		const char *args[] = { now, lease, q->member_a, prefix, maxip, maxa };
 
@@ -929,11 +935,11 @@ static void open_verdict(struct req *q, struct mail_throttle_verdict *v)
 		int64_t nip = local_count(t, userip), na = local_count(t, acct);
 
 		v->degraded = true;
-		if (t->max_userip != 0 && nip >= (int64_t)t->max_userip) {
+		if (t->lim.max_userip != 0 && nip >= (int64_t)t->lim.max_userip) {
 			v->refuse = true;
 			v->kind = MAIL_THROTTLE_SESSIONS_USERIP;
 			v->count = nip;
-		} else if (t->max_account != 0 && na >= (int64_t)t->max_account) {
+		} else if (t->lim.max_account != 0 && na >= (int64_t)t->lim.max_account) {
 			v->refuse = true;
 			v->kind = MAIL_THROTTLE_SESSIONS_ACCOUNT;
 			v->count = na;
@@ -950,7 +956,7 @@ static void open_verdict(struct req *q, struct mail_throttle_verdict *v)
 			int64_t nt = local_count(t, ten);
 
 			v->degraded = true;
-			if (t->max_tenant != 0 && nt >= (int64_t)t->max_tenant) {
+			if (t->lim.max_tenant != 0 && nt >= (int64_t)t->lim.max_tenant) {
 				v->refuse = true;
 				v->kind = MAIL_THROTTLE_SESSIONS_TENANT;
 				v->count = nt;
@@ -1057,7 +1063,7 @@ static void tick_timer(void *ctx)
 	}
 	if (now >= t->next_renew_ms) {
 		renew_all(t);
-		t->next_renew_ms = now + t->lease_ms / 3;
+		t->next_renew_ms = now + t->lim.lease_ms / 3;
 	}
 	pn_io_timer_set(t->loop, t->tick_io, t->tick_ms);
 }
@@ -1088,15 +1094,15 @@ int mail_throttle_message(struct mail_throttle *t, uint64_t tenant_id, unsigned 
 	q->ctx = ctx;
 	q->tenant = tenant_id;
 	q->count = count;
-	q->window = (uint64_t)now / t->msg_window_ms;
-	if (t->msg_limit != 0) {
+	q->window = (uint64_t)now / t->lim.msg_window_ms;
+	if (t->lim.msg_limit != 0) {
 		const char *args[] = { n, lim, win, el };
 
 		rate_keys(tenant_id, q->window, cur, prev);
 		fmt(n, sizeof(n), "%u", count);
-		fmt(lim, sizeof(lim), "%u", t->msg_limit);
-		fmt(win, sizeof(win), "%u", t->msg_window_ms);
-		fmt(el, sizeof(el), "%" PRIu64, (uint64_t)now % t->msg_window_ms);
+		fmt(lim, sizeof(lim), "%u", t->lim.msg_limit);
+		fmt(win, sizeof(win), "%u", t->lim.msg_window_ms);
+		fmt(el, sizeof(el), "%" PRIu64, (uint64_t)now % t->lim.msg_window_ms);
 		send_eval(q, SC_TENANT, lua_rate, cur, prev, 4, args);
 	}
 	req_launch(q);
@@ -1107,11 +1113,11 @@ static void message_verdict(struct req *q, struct mail_throttle_verdict *v)
 {
 	struct mail_throttle *t = q->t;
 	char cur[KEY_MAX], prev[KEY_MAX], lcur[KEY_MAX + 2], lprev[KEY_MAX + 2];
-	uint64_t elapsed = (uint64_t)wall_ms() % t->msg_window_ms;
+	uint64_t elapsed = (uint64_t)wall_ms() % t->lim.msg_window_ms;
 	struct lentry *e;
 	int64_t est;
 
-	if (t->msg_limit == 0)
+	if (t->lim.msg_limit == 0)
 		return;
 	rate_keys(q->tenant, q->window, cur, prev);
 	fmt(lcur, sizeof(lcur), "m:%s", cur);
@@ -1122,21 +1128,21 @@ static void message_verdict(struct req *q, struct mail_throttle_verdict *v)
 	} else {
 		int64_t pc = local_count(t, lprev);
 
-		est = pc * (int64_t)(t->msg_window_ms - elapsed) / t->msg_window_ms +
+		est = pc * (int64_t)(t->lim.msg_window_ms - elapsed) / t->lim.msg_window_ms +
 		      local_count(t, lcur);
-		v->refuse = est + q->count > (int64_t)t->msg_limit;
+		v->refuse = est + q->count > (int64_t)t->lim.msg_limit;
 		v->degraded = true;
 	}
 	v->count = est;
 	if (v->refuse) {
 		v->kind = MAIL_THROTTLE_TENANT_MESSAGES;
-		v->retry_after_ms = (unsigned int)(t->msg_window_ms - elapsed);
+		v->retry_after_ms = (unsigned int)(t->lim.msg_window_ms - elapsed);
 		return;
 	}
 	e = local_get(t, lcur, true);
 	if (e != NULL) {
 		e->count += q->count;
-		e->expires_ms = pn_loop_now_ms(t->loop) + 2ull * t->msg_window_ms;
+		e->expires_ms = pn_loop_now_ms(t->loop) + 2ull * t->lim.msg_window_ms;
 	}
 }
 
@@ -1233,6 +1239,78 @@ static bool node_ok(const char *s)
 	return true;
 }
 
+/* The limits of set, defaults filled in, into *lim_r; -1 with *error_r
+ * (and *lim_r untouched) when they make no sense. */
+static int read_limits(const struct mail_throttle_settings *set, struct limits *lim_r,
+		       const char **error_r)
+{
+	struct limits l;
+
+	l.auth[SC_ADDR] = (struct limit){ pick(set->auth_address.delay_after, 5),
+					  pick(set->auth_address.refuse_after, 30) };
+	l.auth[SC_ACCOUNT] = (struct limit){ pick(set->auth_account.delay_after, 3),
+					     pick(set->auth_account.refuse_after, 10) };
+	l.auth[SC_TENANT] = (struct limit){ pick(set->auth_tenant.delay_after, 1000),
+					    pick(set->auth_tenant.refuse_after, MAIL_THROTTLE_OFF) };
+	l.delay_base_ms = pick(set->auth_delay_base_ms, 500);
+	l.delay_max_ms = pick(set->auth_delay_max_ms, 15000);
+	l.window_ms = pick(set->auth_window_ms, 900000);
+	l.cooling_ms = pick(set->auth_cooling_ms, 900000);
+	l.max_userip = pick(set->max_userip_sessions, 10);
+	l.max_account = pick(set->max_account_sessions, MAIL_THROTTLE_OFF);
+	l.max_tenant = pick(set->max_tenant_sessions, MAIL_THROTTLE_OFF);
+	l.lease_ms = pick(set->session_lease_ms, 90000);
+	l.msg_limit = pick(set->tenant_messages_per_window, MAIL_THROTTLE_OFF);
+	l.msg_window_ms = pick(set->tenant_message_window_ms, 3600000);
+	if (l.window_ms == 0 || l.cooling_ms == 0 || l.lease_ms < 300 || l.msg_window_ms == 0) {
+		*error_r = "throttle: window, cooling and message window must not be off; "
+			   "session lease at least 300 ms";
+		return -1;
+	}
+	if (l.delay_max_ms < l.delay_base_ms)
+		l.delay_max_ms = l.delay_base_ms;
+	*lim_r = l;
+	return 0;
+}
+
+int mail_throttle_settings_check(const struct mail_throttle_settings *set, const char **error_r)
+{
+	struct limits l;
+
+	if (set == NULL) {
+		*error_r = "throttle: no settings";
+		return -1;
+	}
+	return read_limits(set, &l, error_r);
+}
+
+int mail_throttle_set_settings(struct mail_throttle *t, const struct mail_throttle_settings *set,
+			       const char **error_r)
+{
+	struct limits l;
+	uint64_t now;
+	unsigned int tick_ms;
+
+	if (t == NULL || set == NULL) {
+		*error_r = "throttle: no instance or no settings";
+		return -1;
+	}
+	if (read_limits(set, &l, error_r) < 0)
+		return -1;
+	t->lim = l;
+	/* A shorter lease: renew the open sessions' slots before the new
+	 * lease would let them lapse. */
+	now = pn_loop_now_ms(t->loop);
+	if (t->next_renew_ms > now + l.lease_ms / 3)
+		t->next_renew_ms = now + l.lease_ms / 3;
+	tick_ms = l.lease_ms / 3 < 1000 ? l.lease_ms / 3 : 1000;
+	if (tick_ms != t->tick_ms) {
+		t->tick_ms = tick_ms;
+		pn_io_timer_set(t->loop, t->tick_io, tick_ms);
+	}
+	return 0;
+}
+
 struct mail_throttle *mail_throttle_new(struct pn_loop *loop, struct store_redis *redis,
 					const struct mail_throttle_settings *set,
 					const char **error_r)
@@ -1260,39 +1338,23 @@ struct mail_throttle *mail_throttle_new(struct pn_loop *loop, struct store_redis
 	}
 	pn_hex_encode(rnd, sizeof(rnd), t->instance);
 
-	t->auth[SC_ADDR] = (struct limit){ pick(set->auth_address.delay_after, 5),
-					   pick(set->auth_address.refuse_after, 30) };
-	t->auth[SC_ACCOUNT] = (struct limit){ pick(set->auth_account.delay_after, 3),
-					      pick(set->auth_account.refuse_after, 10) };
-	t->auth[SC_TENANT] = (struct limit){ pick(set->auth_tenant.delay_after, 1000),
-					     pick(set->auth_tenant.refuse_after, MAIL_THROTTLE_OFF) };
-	t->delay_base_ms = pick(set->auth_delay_base_ms, 500);
-	t->delay_max_ms = pick(set->auth_delay_max_ms, 15000);
-	t->window_ms = pick(set->auth_window_ms, 900000);
-	t->cooling_ms = pick(set->auth_cooling_ms, 900000);
 	t->v6_prefix = pick(set->ipv6_prefix, 64);
-	t->max_userip = pick(set->max_userip_sessions, 10);
-	t->max_account = pick(set->max_account_sessions, MAIL_THROTTLE_OFF);
-	t->max_tenant = pick(set->max_tenant_sessions, MAIL_THROTTLE_OFF);
-	t->lease_ms = pick(set->session_lease_ms, 90000);
-	t->msg_limit = pick(set->tenant_messages_per_window, MAIL_THROTTLE_OFF);
-	t->msg_window_ms = pick(set->tenant_message_window_ms, 3600000);
 	t->max_entries = pick(set->local_max_entries, 65536);
-	if (t->window_ms == 0 || t->cooling_ms == 0 || t->lease_ms < 300 ||
-	    t->msg_window_ms == 0 || t->v6_prefix > 128 || t->max_entries == 0) {
+	if (t->v6_prefix > 128 || t->max_entries == 0) {
 		free(t);
-		*error_r = "throttle: window, cooling, message window and entries must not be off; "
-			   "session lease at least 300 ms; ipv6_prefix at most 128";
+		*error_r = "throttle: ipv6_prefix at most 128; entries must not be off";
 		return NULL;
 	}
-	if (t->delay_max_ms < t->delay_base_ms)
-		t->delay_max_ms = t->delay_base_ms;
+	if (read_limits(set, &t->lim, error_r) < 0) {
+		free(t);
+		return NULL;
+	}
 	t->nbuckets = 64;
 	while (t->nbuckets < t->max_entries / 2 && t->nbuckets < (1u << 20))
 		t->nbuckets *= 2;
 	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-	t->tick_ms = t->lease_ms / 3 < 1000 ? t->lease_ms / 3 : 1000;
-	t->next_renew_ms = pn_loop_now_ms(loop) + t->lease_ms / 3;
+	t->tick_ms = t->lim.lease_ms / 3 < 1000 ? t->lim.lease_ms / 3 : 1000;
+	t->next_renew_ms = pn_loop_now_ms(loop) + t->lim.lease_ms / 3;
 	t->defer_io = pn_io_add(loop, -1, 0, &defer_handlers, t);
 	t->tick_io = pn_io_add(loop, -1, 0, &tick_handlers, t);
 	if (t->buckets == NULL || t->defer_io == PN_IO_NONE || t->tick_io == PN_IO_NONE ||

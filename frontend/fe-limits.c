@@ -149,6 +149,56 @@ void fe_limits_free(struct fe_limits **limp)
 	*limp = NULL;
 }
 
+/* On the thread's loop: the limits thread 0 left for it, if still there
+ * (two quick reloads: the first post applies the last limits). */
+static void reload_apply(void *ctx)
+{
+	struct fe_thread *th = ctx;
+	struct mail_throttle_settings set;
+	struct mail_throttle *t = fe_thread_throttle(th);
+	bool pending;
+	const char *error;
+
+	pthread_mutex_lock(&th->reload_lock);
+	pending = th->reload_pending;
+	th->reload_pending = false;
+	set = th->reload_set;
+	pthread_mutex_unlock(&th->reload_lock);
+	if (!pending)
+		return;
+	if (t == NULL) {
+		pn_warn("event=reload what=limits thread=%u result=failed error=\"not started\"",
+			th->index);
+		return;
+	}
+	if (mail_throttle_set_settings(t, &set, &error) < 0)
+		pn_error("event=reload what=limits thread=%u result=failed error=\"%s\"",
+			 th->index, error);
+	else
+		pn_debug("event=reload what=limits thread=%u result=ok", th->index);
+}
+
+int fe_limits_reload(struct fe_node *node, const struct fe_config *cfg, const char **error_r)
+{
+	struct mail_throttle_settings set;
+
+	fe_limits_throttle_settings(cfg, node->node_name, node->throttle_metrics, &set);
+	if (mail_throttle_settings_check(&set, error_r) < 0)
+		return -1;
+	for (unsigned int i = 0; i < node->nthreads; i++) {
+		struct fe_thread *th = &node->threads[i];
+
+		pthread_mutex_lock(&th->reload_lock);
+		th->reload_set = set;
+		th->reload_pending = true;
+		pthread_mutex_unlock(&th->reload_lock);
+		if (pn_loop_post(th->loop, reload_apply, th) < 0)
+			pn_error("event=reload what=limits thread=%u result=failed"
+				 " error=\"cannot post to the thread\"", i);
+	}
+	return 0;
+}
+
 struct mail_throttle *fe_thread_throttle(const struct fe_thread *th)
 {
 	return th != NULL && th->limits != NULL ? th->limits->throttle : NULL;

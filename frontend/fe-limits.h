@@ -8,7 +8,8 @@
  * "-ERR [SYS/TEMP]", SMTP "421 4.3.2", IMAP "* BYE") and removes their
  * session registry entries at once (fe_registry_kick()).
  *
- * Loop thread only, except fe_limits_throttle_settings() (pure).
+ * Loop thread only, except fe_limits_throttle_settings() (pure) and
+ * fe_limits_reload() (thread 0, for every thread).
  */
 #ifndef FE_LIMITS_H
 #define FE_LIMITS_H
@@ -35,6 +36,13 @@ int fe_limits_new(struct fe_thread *th, struct fe_limits **lim_r, const char **e
 /* Before fe_backend_free(): open session slots are forgotten (they expire
  * with their leases). Sets *lim NULL. */
 void fe_limits_free(struct fe_limits **lim);
+
+/* SIGHUP, thread 0: checks the limits of cfg (the node name and metrics
+ * stay), then has every thread swap its throttle instance's limits for
+ * them in place (mail_throttle_set_settings() on the thread's loop, soon
+ * after this returns; open sessions keep their slots). Returns 0, or -1
+ * with *error_r and nothing changed. */
+int fe_limits_reload(struct fe_node *node, const struct fe_config *cfg, const char **error_r);
 
 /* The thread's throttle, or NULL (not started). */
 struct mail_throttle *fe_thread_throttle(const struct fe_thread *th);

@@ -1,6 +1,6 @@
 /* The frontend process: thread setup with one loop and one SO_REUSEPORT
  * listener per service on each thread, the admin HTTP server (thread 0),
- * SIGTERM drain and SIGHUP TLS reload (not the limits: fe-node.h) through
+ * SIGTERM drain and SIGHUP reload (TLS and the limits: fe-node.h) through
  * a signalfd on thread 0, and
  * the orderly exit. The contract is in fe-node.h.
  */
@@ -335,6 +335,27 @@ static void reload_tls(struct fe_node *node)
 		pn_info("event=reload what=tls cert=%s", node->cfg.tls_cert);
 }
 
+/* The configuration read again from its sources; only the limits are
+ * taken from it (fe-node.h). */
+static void reload_limits(struct fe_node *node)
+{
+	struct fe_config cfg;
+	const char *error;
+
+	if (fe_config_load(&cfg, node->config_path, node->config_sets, node->config_nsets,
+			   &error) < 0 ||
+	    fe_limits_reload(node, &cfg, &error) < 0) {
+		pn_error("event=reload what=limits result=failed error=\"%s\"", error);
+		fe_config_free(&cfg);
+		return;
+	}
+	pn_info("event=reload what=limits result=ok threads=%u max_userip_sessions=%" PRId64
+		" max_account_sessions=%" PRId64 " max_tenant_sessions=%" PRId64,
+		node->nthreads, cfg.max_userip_sessions, cfg.max_account_sessions,
+		cfg.max_tenant_sessions);
+	fe_config_free(&cfg);
+}
+
 static void signal_on_poll(void *ctx, int revents)
 {
 	struct fe_node *node = ctx;
@@ -350,8 +371,7 @@ static void signal_on_poll(void *ctx, int revents)
 		case SIGHUP:
 			pn_info("event=signal signal=HUP");
 			reload_tls(node);
-			pn_info("event=reload what=limits result=skipped"
-				" detail=\"limits change with a restart\"");
+			reload_limits(node);
 			break;
 		default:
 			break;
@@ -543,6 +563,7 @@ int fe_node_init(struct fe_node *node, struct fe_config *cfg, const char **error
 		return -1;
 	}
 	for (unsigned int t = 0; t < node->nthreads; t++) {
+		pthread_mutex_init(&node->threads[t].reload_lock, NULL);
 		for (int svc = 0; svc < FE_SVC_COUNT; svc++) {
 			node->threads[t].listeners[svc].fd = -1;
 			node->threads[t].listeners[svc].io = PN_IO_NONE;
@@ -653,6 +674,7 @@ void fe_node_free(struct fe_node *node)
 			fe_backend_free(&th->backend);
 			fe_registry_free(&th->registry);
 			pn_loop_free(&th->loop);
+			pthread_mutex_destroy(&th->reload_lock);
 		}
 		free(node->threads);
 		node->threads = NULL;

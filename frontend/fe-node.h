@@ -13,10 +13,12 @@
  * drain_grace whatever is still open is closed; the process exits when
  * every thread is empty (or at drain_grace plus one second at the latest).
  *
- * SIGHUP reloads the TLS certificate and key only. The limits (auth_*,
- * max_*_sessions, tenant_*) are read at start: the throttle module has no
- * way to change the settings of a live instance, and a new instance would
- * forget the session slots of the open sessions, so a limit change needs a
+ * SIGHUP reloads the TLS certificate and key, and the limits (auth_*,
+ * max_*_sessions, session_lease, tenant_*): the configuration is read
+ * again as at start (file, environment, --set), and every thread swaps its
+ * throttle instance's limits in place (mail_throttle_set_settings()), so
+ * open sessions keep their slots. A configuration that does not load or
+ * whose limits make no sense changes nothing. Other keys still need a
  * restart (a drain, one node at a time).
  */
 #ifndef FE_NODE_H
@@ -30,6 +32,7 @@
 #include "postern/admin.h"
 #include "postern/cidr.h"
 #include "postern/loop.h"
+#include "postern/mail-throttle.h"
 #include "postern/tls.h"
 #include "postern/workpool.h"
 
@@ -70,6 +73,11 @@ struct fe_thread {
 	 * thread for /readyz on thread 0. */
 	struct fe_limits *limits;
 	atomic_bool throttle_degraded;
+	/* Limits of a SIGHUP waiting for this thread (fe_limits_reload()):
+	 * written by thread 0, taken by this thread, under reload_lock. */
+	pthread_mutex_t reload_lock;
+	bool reload_pending;
+	struct mail_throttle_settings reload_set;
 
 	/* drain */
 	bool draining;
@@ -82,6 +90,12 @@ struct fe_thread {
 
 struct fe_node {
 	struct fe_config cfg;
+	/* Where cfg came from, read again on SIGHUP: set by the caller after
+	 * fe_node_init() (path NULL: no file; the strings must outlive the
+	 * node). */
+	const char *config_path;
+	const char *const *config_sets;
+	size_t config_nsets;
 	char node_name[64];
 	char hostname[64];
 	unsigned int nthreads;

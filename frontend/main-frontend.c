@@ -1,6 +1,7 @@
 /* postern-frontend: the stateless IMAP / POP3 / SMTP node of a Postern
  * cluster. Reads its configuration (file, POSTERN_* environment, --set),
- * sets up the node (fe-node.c) and runs until a SIGTERM drain ends.
+ * sets up the node (fe-node.c) and runs until a SIGTERM drain ends; on
+ * SIGHUP the node reads the configuration again from the same sources.
  *
  *   postern-frontend [-c FILE] [--set key=value]... [--check-config]
  *   postern-frontend --help-config      the configuration reference (Markdown)
@@ -77,6 +78,9 @@ int main(int argc, char **argv)
 		free(node);
 		return 1;
 	}
+	node->config_path = path;
+	node->config_sets = sets;
+	node->config_nsets = nsets;
 	ret = fe_node_run(node);
 	fe_node_free(node);
 	free(node);

@@ -223,8 +223,9 @@ class Frontend:
     """One postern-frontend process on free loopback ports."""
 
     def __init__(self, name, store, certs=None, services=("pop3", "pop3s"), extra=None,
-                 folder=None):
+                 folder=None, args=()):
         self.name = name
+        self.args = list(args)  # command line, e.g. ["-c", config_file]
         self.ports = {s: free_port() for s in services}
         self.admin = free_port()
         self.folder = folder or tempfile.mkdtemp(prefix="pn-fe-")
@@ -277,7 +278,7 @@ class Frontend:
 
     def start(self):
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([frontend_binary()], env=self.env,
+        self.proc = subprocess.Popen([frontend_binary()] + self.args, env=self.env,
                                      stdout=self.logf, stderr=self.logf)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -6,7 +6,9 @@ submission 454 4.7.0); `posternctl kick ADDRESS` ends a POP3 session on
 whichever node holds it (-ERR [SYS/TEMP]) and removes its registry entry;
 the tenant's message rate holds across nodes (451 4.3.0 past it); the node
 registry shows role=frontend in `posternctl nodes`; /readyz
-carries the "limits" detail and /metrics the throttle families.
+carries the "limits" detail and /metrics the throttle families; SIGHUP
+reloads the limits from the config file without dropping the open
+sessions, and a config file that does not load keeps the old limits.
 
 Standard library only.
 """
@@ -15,6 +17,7 @@ import json
 import imaplib
 import os
 import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -221,6 +224,70 @@ class LimitsTest(unittest.TestCase):
             finally:
                 c.close()
         self.assertTrue(fs.wait_for(login_b, 5, step=0.3))
+
+    # ---- SIGHUP reloads the limits ----
+
+    def submission_login(self, fe, user, password):
+        """An open submission socket after AUTH PLAIN, and the reply."""
+        s = socket.create_connection(("127.0.0.1", fe.ports["submission"]), timeout=10)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO t\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        s.sendall(b"AUTH PLAIN " + fs.sasl_plain(user, password).encode() + b"\r\n")
+        return s, f.readline()
+
+    def test_sighup_reloads_limits(self):
+        conf = os.path.join(self.tmp, "fe-lr.conf")
+
+        def write_conf(value):
+            with open(conf + ".new", "w") as f:
+                f.write("# written by test_sighup_reloads_limits\n"
+                        "max_account_sessions = %s\n" % value)
+            os.replace(conf + ".new", conf)
+
+        def reloads(result):
+            return fe.log_text().count("event=reload what=limits result=" + result)
+
+        write_conf("1")
+        fe = fs.Frontend("fe-lr", self.store, folder=self.tmp,
+                         services=("pop3", "submission"), args=["-c", conf])
+        self.addCleanup(fe.kill)
+        user, password, _ = self.new_user()
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        first = Pop3(fe.ports["pop3"])
+        socks.append(first.s)
+        self.assertTrue(first.login(user, password).startswith(b"+OK"))
+        s, r = self.submission_login(fe, user, password)
+        socks.append(s)
+        self.assertTrue(r.startswith(b"454 4.7.0"), r)
+
+        # raised to 2 in the file: a second session while the first stays
+        write_conf("2")
+        fe.signal(signal.SIGHUP)
+        self.assertTrue(fs.wait_for(lambda: reloads("ok") == 1, 10), fe.log_tail())
+        s, r = self.submission_login(fe, user, password)
+        socks.append(s)
+        self.assertTrue(r.startswith(b"235"), r)
+        self.assertTrue(first.cmd("STAT").startswith(b"+OK"))
+
+        # a file that does not load: the limit stays 2 (not the default,
+        # off), the node stays up and the sessions too
+        write_conf("lots")
+        fe.signal(signal.SIGHUP)
+        self.assertTrue(fs.wait_for(lambda: reloads("failed") == 1, 10), fe.log_tail())
+        self.assertIn("max_account_sessions", fe.log_tail())
+        self.assertEqual(reloads("ok"), 1)
+        s, r = self.submission_login(fe, user, password)
+        socks.append(s)
+        self.assertTrue(r.startswith(b"454 4.7.0"), r)
+        self.assertIsNone(fe.proc.poll())
+        self.assertEqual(fe.http("/healthz")[0], 200)
+        self.assertTrue(first.cmd("STAT").startswith(b"+OK"))
+        self.assertTrue(first.cmd("QUIT").startswith(b"+OK"))
+        self.assertEqual(fe.stop(), 0, fe.log_tail())
 
     # ---- tenant message rate ----
 

@@ -185,6 +185,23 @@ struct mail_throttle *mail_throttle_new(struct pn_loop *loop, struct store_redis
  * shutdown). Sets *t NULL. Not from a callback. */
 void mail_throttle_free(struct mail_throttle **t);
 
+/* Swaps the limits of a live instance for those of set (thresholds,
+ * delays, windows, cooling, session maxima, lease, tenant message rate;
+ * 0 takes the default as in mail_throttle_new()), keeping its open
+ * session slots, counters, requests in flight and Redis state: the next
+ * decision uses the new limits (a lowered session maximum refuses new
+ * sessions while the open ones stay; requests already waiting for Redis
+ * may still be decided with the old ones). set->node, set->metrics,
+ * ipv6_prefix and local_max_entries are ignored: they stay as created. A
+ * changed message window starts the tenants' message counts afresh.
+ * Returns 0, or -1 with *error_r (settings that mail_throttle_new() would
+ * refuse) and the old limits kept. On the instance's loop thread. */
+int mail_throttle_set_settings(struct mail_throttle *t, const struct mail_throttle_settings *set,
+			       const char **error_r);
+/* Whether mail_throttle_set_settings() would take set's limits (no
+ * instance needed, any thread). Returns 0, or -1 with *error_r. */
+int mail_throttle_settings_check(const struct mail_throttle_settings *set, const char **error_r);
+
 /* Before verifying a password. who->address required. */
 int mail_throttle_auth_check(struct mail_throttle *t, const struct mail_throttle_who *who,
 			     mail_throttle_cb *cb, void *ctx);
