@@ -1375,6 +1375,20 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		}
 		off += n;
 	}
+	uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
+	double cpu0 = 0;
+	uint64_t t0 = 0, t1 = 0;
+	/* Without a warm-up every unit is recorded: recording starts before
+	 * the threads do, or units finished before this thread got to run
+	 * again (a loaded machine) would count towards --count but be
+	 * missing from the report. */
+	bool early = rc == 0 && cfg->mode != BN_MODE_IDLE && cfg->warmup_s <= 0;
+	if (early) {
+		read_cpu(&busy0, &total0);
+		cpu0 = self_cpu();
+		t0 = now_ns();
+		atomic_store(&sh.recording, true);
+	}
 	for (unsigned int i = 0; rc == 0 && i < cfg->threads; i++) {
 		if (pthread_create(&ts[i].th, NULL, thread_main, &ts[i]) != 0) {
 			*error_r = "pthread_create failed";
@@ -1384,9 +1398,6 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		started++;
 	}
 
-	uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
-	double cpu0 = 0;
-	uint64_t t0 = 0, t1 = 0;
 	if (rc == 0 && cfg->mode == BN_MODE_IDLE) {
 		uint64_t limit = now_ns() + (uint64_t)((30.0 + cfg->conns / 100.0) * 1e9);
 		while (now_ns() < limit) {
@@ -1407,11 +1418,13 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		t0 = now_ns();
 		sleep_ns((uint64_t)(cfg->hold_s * 1e9));
 	} else if (rc == 0) {
-		sleep_ns((uint64_t)(cfg->warmup_s * 1e9));
-		read_cpu(&busy0, &total0);
-		cpu0 = self_cpu();
-		t0 = now_ns();
-		atomic_store(&sh.recording, true);
+		if (!early) {
+			sleep_ns((uint64_t)(cfg->warmup_s * 1e9));
+			read_cpu(&busy0, &total0);
+			cpu0 = self_cpu();
+			t0 = now_ns();
+			atomic_store(&sh.recording, true);
+		}
 		uint64_t end = cfg->duration_s > 0 ? t0 + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
 		for (;;) {
 			uint64_t now = now_ns();
