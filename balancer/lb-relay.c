@@ -1245,6 +1245,7 @@ static void listener_accept(void *ctx, int fd)
 		close(fd);
 		return;
 	}
+	(void)pn_socket_nodelay(fd);	/* relayed bytes go out at once, as upstream */
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		close(fd);

@@ -243,7 +243,6 @@ int pn_listen_tcp(const char *host, uint16_t port, int backlog, const char **err
 
 int pn_socket_tcp(int family, const char **error_r)
 {
-	int one = 1;
 	int fd;
 
 	if (family != AF_INET && family != AF_INET6) {
@@ -256,7 +255,7 @@ int pn_socket_tcp(int family, const char **error_r)
 		*error_r = "socket() failed";
 		return -1;
 	}
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+	if (pn_socket_nodelay(fd) < 0) {
 		*error_r = "setsockopt(TCP_NODELAY) failed";
 		close(fd);
 		return -1;
@@ -276,4 +275,11 @@ uint16_t pn_socket_port(int fd)
 	if (addr.ss_family == AF_INET6)
 		return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
 	return 0;
+}
+
+int pn_socket_nodelay(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }

@@ -54,6 +54,7 @@ static void listener_on_accept(void *ctx, int fd)
 		close(fd);
 		return;
 	}
+	(void)pn_socket_nodelay(fd);	/* replies go out in pieces: no Nagle wait */
 	fe_conn_accept(&l->thread->env, fd, l->svc, fe_service_adapter(l->svc));
 }
 

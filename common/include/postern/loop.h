@@ -169,6 +169,12 @@ int pn_listen_tcp(const char *host, uint16_t port, int backlog, const char **err
 /* A non-blocking, close-on-exec TCP socket of family (AF_INET, AF_INET6)
  * with TCP_NODELAY, ready for pn_io_connect(). Returns fd or -1, *error_r. */
 int pn_socket_tcp(int family, const char **error_r);
+/* Turns Nagle's algorithm off on a connected or accepted TCP socket, so that
+ * a reply written in several pieces is not held back waiting for the
+ * peer's delayed ACK (about 40 ms per multi-part answer otherwise). Every
+ * daemon calls it on each accepted connection. Returns 0, or -1 with errno
+ * (e.g. ENOTSOCK, EOPNOTSUPP on a non-TCP socket: harmless to ignore). */
+int pn_socket_nodelay(int fd);
 /* Local port of a bound socket, or 0. */
 uint16_t pn_socket_port(int fd);
 /* Parses "host:port", "[v6]:port" or ":port" (0.0.0.0) into addr; host is
