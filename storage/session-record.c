@@ -109,6 +109,7 @@ int store_session_record_parse(const char *s, size_t len,
 {
 	const char *p = s, *end = s + len;
 	bool have_since = false, have_seen = false, have_version = false;
+	unsigned int seen_fields = 0;
 
 	if (len > STORE_SESSION_RECORD_MAX)
 		return store_error(error_r, "session record too long");
@@ -136,24 +137,57 @@ int store_session_record_parse(const char *s, size_t len,
 			if (!value_byte((unsigned char)v[i]))
 				return store_error(error_r, "control byte in session record");
 		}
-		if (klen == 1 && p[0] == 'v') {
+		/* Each known field once: a repeated one is malformed (and would
+		 * leave the first value's tail behind the second). Unknown keys
+		 * are skipped, for records written by newer nodes. */
+		enum { F_V = 1, F_NODE = 2, F_PROTO = 4, F_CLIENT = 8, F_USER = 16,
+		       F_SINCE = 32, F_SEEN = 64 } field = 0;
+
+		if (klen == 1 && p[0] == 'v')
+			field = F_V;
+		else if (klen == 4 && memcmp(p, "node", 4) == 0)
+			field = F_NODE;
+		else if (klen == 5 && memcmp(p, "proto", 5) == 0)
+			field = F_PROTO;
+		else if (klen == 6 && memcmp(p, "client", 6) == 0)
+			field = F_CLIENT;
+		else if (klen == 4 && memcmp(p, "user", 4) == 0)
+			field = F_USER;
+		else if (klen == 5 && memcmp(p, "since", 5) == 0)
+			field = F_SINCE;
+		else if (klen == 4 && memcmp(p, "seen", 4) == 0)
+			field = F_SEEN;
+		if ((seen_fields & (unsigned int)field) != 0)
+			return store_error(error_r, "repeated field in session record");
+		seen_fields |= (unsigned int)field;
+		switch (field) {
+		case F_V:
 			if (vlen != 1 || v[0] != '1')
 				return store_error(error_r, "unknown session record version");
 			have_version = true;
-		} else if (klen == 4 && memcmp(p, "node", 4) == 0) {
+			break;
+		case F_NODE:
 			rc = copy_value(rec_r->node, sizeof(rec_r->node), v, vlen);
-		} else if (klen == 5 && memcmp(p, "proto", 5) == 0) {
+			break;
+		case F_PROTO:
 			rc = copy_value(rec_r->proto, sizeof(rec_r->proto), v, vlen);
-		} else if (klen == 6 && memcmp(p, "client", 6) == 0) {
+			break;
+		case F_CLIENT:
 			rc = copy_value(rec_r->client, sizeof(rec_r->client), v, vlen);
-		} else if (klen == 4 && memcmp(p, "user", 4) == 0) {
+			break;
+		case F_USER:
 			rc = copy_value(rec_r->user, sizeof(rec_r->user), v, vlen);
-		} else if (klen == 5 && memcmp(p, "since", 5) == 0) {
+			break;
+		case F_SINCE:
 			rc = parse_time(v, vlen, &rec_r->since);
 			have_since = true;
-		} else if (klen == 4 && memcmp(p, "seen", 4) == 0) {
+			break;
+		case F_SEEN:
 			rc = parse_time(v, vlen, &rec_r->seen);
 			have_seen = true;
+			break;
+		default:
+			break;
 		}
 		if (rc < 0)
 			return store_error(error_r, "bad or too long value in session record");

@@ -118,9 +118,34 @@ PN_TEST(test_every_truncation)
 	}
 }
 
+/* Found by fuzz-session-record: a repeated field used to be accepted, the
+ * second value overwriting the first and leaving its tail behind the NUL,
+ * so the record did not survive a format/parse round trip. */
+PN_TEST(test_repeated_field_refused)
+{
+	static const char *const inputs[] = {
+		"v=1 node=fe1 proto=imap4rev proto=pop3 since=1",
+		"v=1 node=longer-name node=fe since=1 proto=imap",
+		"v=1 v=1 node=fe proto=imap since=1",
+		"v=1 node=fe proto=imap since=1 since=2",
+		"v=1 node=fe proto=imap since=1 seen=2 seen=3",
+	};
+	struct store_session_record r;
+	const char *error = NULL;
+
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+		CHECK_INT(store_session_record_parse(inputs[i], strlen(inputs[i]), &r, &error), -1);
+		CHECK(error != NULL && strstr(error, "repeated") != NULL);
+	}
+	/* unknown keys, even repeated, are still skipped */
+	const char *fwd = "v=1 node=fe proto=imap since=1 x=1 x=2";
+	CHECK_INT(store_session_record_parse(fwd, strlen(fwd), &r, &error), 0);
+}
+
 PN_TEST_MAIN("test-session-record",
 	     PN_TEST_CASE(test_keys),
 	     PN_TEST_CASE(test_round_trip),
 	     PN_TEST_CASE(test_format_refuses),
 	     PN_TEST_CASE(test_parse_variants),
-	     PN_TEST_CASE(test_every_truncation))
+	     PN_TEST_CASE(test_every_truncation),
+	     PN_TEST_CASE(test_repeated_field_refused))
