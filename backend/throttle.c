@@ -533,6 +533,27 @@ static void req_unlink(struct req *q)
 	q->next = q->prev = NULL;
 }
 
+/* A request about a client: who's account and tenant, and its address
+ * normalised (IPv6 per prefix). NULL with errno: EINVAL for an address
+ * that does not parse, or req_new()'s. */
+static struct req *req_new_who(struct mail_throttle *t, enum req_type type,
+			       const struct mail_throttle_who *who)
+{
+	struct req *q = req_new(t, type);
+
+	if (q == NULL)
+		return NULL;
+	q->account = who->account_id;
+	q->tenant = who->tenant_id;
+	if (norm_addr(who->address, t->v6_prefix, q->ip, q->addr_key) < 0) {
+		req_unlink(q);
+		free(q);
+		errno = EINVAL;
+		return NULL;
+	}
+	return q;
+}
+
 static void req_finish(struct req *q);
 
 static void reply_cb(void *ctx, enum store_status st, const redisReply *reply, const char *error)
@@ -744,19 +765,11 @@ int mail_throttle_auth_check(struct mail_throttle *t, const struct mail_throttle
 		errno = EINVAL;
 		return -1;
 	}
-	q = req_new(t, REQ_CHECK);
+	q = req_new_who(t, REQ_CHECK, who);
 	if (q == NULL)
 		return -1;
 	q->cb = cb;
 	q->ctx = ctx;
-	q->account = who->account_id;
-	q->tenant = who->tenant_id;
-	if (norm_addr(who->address, t->v6_prefix, q->ip, q->addr_key) < 0) {
-		req_unlink(q);
-		free(q);
-		errno = EINVAL;
-		return -1;
-	}
 	for (int s = 0; s < SC_COUNT; s++) {
 		char fail[KEY_MAX], block[KEY_MAX], local[KEY_MAX];
 
@@ -779,20 +792,12 @@ int mail_throttle_auth_result(struct mail_throttle *t, const struct mail_throttl
 		errno = EINVAL;
 		return -1;
 	}
-	q = req_new(t, cb != NULL ? REQ_RESULT : REQ_FIRE);
+	q = req_new_who(t, cb != NULL ? REQ_RESULT : REQ_FIRE, who);
 	if (q == NULL)
 		return -1;
 	q->cb = cb;
 	q->ctx = ctx;
 	q->success = success;
-	q->account = who->account_id;
-	q->tenant = who->tenant_id;
-	if (norm_addr(who->address, t->v6_prefix, q->ip, q->addr_key) < 0) {
-		req_unlink(q);
-		free(q);
-		errno = EINVAL;
-		return -1;
-	}
 	if (success) {
 		char fail[KEY_MAX], block[KEY_MAX], local[KEY_MAX];
 
@@ -875,19 +880,11 @@ int mail_throttle_session_open(struct mail_throttle *t, const struct mail_thrott
 		errno = EINVAL;
 		return -1;
 	}
-	q = req_new(t, REQ_OPEN);
+	q = req_new_who(t, REQ_OPEN, who);
 	if (q == NULL)
 		return -1;
 	q->scb = cb;
 	q->ctx = ctx;
-	q->account = who->account_id;
-	q->tenant = who->tenant_id;
-	if (norm_addr(who->address, t->v6_prefix, q->ip, q->addr_key) < 0) {
-		req_unlink(q);
-		free(q);
-		errno = EINVAL;
-		return -1;
-	}
 	t->seq++;
 	fmt(q->member_t, MEMBER_MAX, "%s/%s-%" PRIu64, t->node, t->instance, t->seq);
 	fmt(q->member_a, MEMBER_MAX, "%s %s", q->ip, q->member_t);
