@@ -67,7 +67,20 @@ LANGUAGE sql STABLE AS $$
 		CASE WHEN strpos(s.lp, '+') > 1 THEN substr(s.lp, strpos(s.lp, '+') + 1) END AS tag,
 		lower(split_part(s.lp, '+', 1)) || '@' || s.domain AS base) AS p
 	LEFT JOIN domains dm ON dm.name = s.domain
-	LEFT JOIN LATERAL resolve_recipient(r.addr) x ON true
+	-- the common case first: an account with exactly this address and no
+	-- alias for it (an alias wins over an account); anything else goes
+	-- through resolve_recipient() (aliases, +tag, catch-all). Two index
+	-- probes instead of a PL/pgSQL call per recipient; the same rows.
+	LEFT JOIN LATERAL (
+		SELECT f.id AS account_id, f.address FROM accounts f
+			WHERE lower(f.address) = lower(r.addr)
+			AND NOT EXISTS (SELECT 1 FROM aliases al WHERE lower(al.source) = lower(r.addr))
+		UNION ALL
+		SELECT g.account_id, g.address FROM resolve_recipient(r.addr) AS g
+			WHERE NOT EXISTS (SELECT 1 FROM accounts f WHERE lower(f.address) = lower(r.addr)
+				AND NOT EXISTS (SELECT 1 FROM aliases al
+					WHERE lower(al.source) = lower(r.addr)))
+	) x ON true
 	LEFT JOIN accounts ac ON ac.id = x.account_id
 	LEFT JOIN account_usage u ON u.account_id = x.account_id
 	LEFT JOIN tenants tn ON tn.id = ac.tenant_id
