@@ -202,9 +202,14 @@ BEGIN
 	v_size := length(v_body);
 
 	-- 3. the distinct mailboxes in lock order, locked, UIDs taken
-	SELECT array_agg(x.a ORDER BY x.a, x.m), array_agg(x.m ORDER BY x.a, x.m)
-		INTO v_a, v_m
-		FROM (SELECT DISTINCT a, m FROM unnest(v_ta, v_tm) AS u (a, m)) AS x;
+	IF cardinality(v_ta) <= 1 THEN
+		v_a := v_ta;	-- one target (or none): no statement needed
+		v_m := v_tm;
+	ELSE
+		SELECT array_agg(x.a ORDER BY x.a, x.m), array_agg(x.m ORDER BY x.a, x.m)
+			INTO v_a, v_m
+			FROM (SELECT DISTINCT a, m FROM unnest(v_ta, v_tm) AS u (a, m)) AS x;
+	END IF;
 	v_n := coalesce(cardinality(v_a), 0);
 	v_st := array_fill('nomailbox'::text, ARRAY[v_n]);
 	v_uid := array_fill(NULL::bigint, ARRAY[v_n]);
@@ -334,23 +339,31 @@ BEGIN
 					messages = u.messages + v_acc_k[i]
 				WHERE u.account_id = v_acc[i];
 		END LOOP;
-		FOR r IN SELECT x.tid, tenant_shard(x.a) AS sh, sum(x.k) AS k
-				FROM unnest(v_acc, v_acc_k, v_acc_t) AS x (a, k, tid)
-				GROUP BY 1, 2 ORDER BY 1, 2 LOOP
-			UPDATE tenant_usage tu SET bytes = tu.bytes + r.k * v_size,
-					messages = tu.messages + r.k
-				WHERE tu.tenant_id = r.tid AND tu.shard = r.sh;
-		END LOOP;
+		IF cardinality(v_acc) = 1 THEN
+			UPDATE tenant_usage tu SET bytes = tu.bytes + v_acc_k[1] * v_size,
+					messages = tu.messages + v_acc_k[1]
+				WHERE tu.tenant_id = v_acc_t[1] AND tu.shard = tenant_shard(v_acc[1]);
+		ELSE
+			FOR r IN SELECT x.tid, tenant_shard(x.a) AS sh, sum(x.k) AS k
+					FROM unnest(v_acc, v_acc_k, v_acc_t) AS x (a, k, tid)
+					GROUP BY 1, 2 ORDER BY 1, 2 LOOP
+				UPDATE tenant_usage tu SET bytes = tu.bytes + r.k * v_size,
+						messages = tu.messages + r.k
+					WHERE tu.tenant_id = r.tid AND tu.shard = r.sh;
+			END LOOP;
+		END IF;
 	END IF;
 
 	-- 7. the outbound queue, one entry per tenant
-	FOR r IN SELECT x.t, array_agg(x.addr ORDER BY x.o) AS addrs
-			FROM unnest(v_rt, v_raddr) WITH ORDINALITY AS x (t, addr, o)
-			GROUP BY x.t ORDER BY min(x.o) LOOP
-		v_qten := v_qten || r.t;
-		v_qid := v_qid || outbound_enqueue(r.t, p_submit_account, p_sender, r.addrs,
-			v_sha, v_size, v_body, false, p_envid, p_ret);
-	END LOOP;
+	IF cardinality(v_rr) > 0 THEN
+		FOR r IN SELECT x.t, array_agg(x.addr ORDER BY x.o) AS addrs
+				FROM unnest(v_rt, v_raddr) WITH ORDINALITY AS x (t, addr, o)
+				GROUP BY x.t ORDER BY min(x.o) LOOP
+			v_qten := v_qten || r.t;
+			v_qid := v_qid || outbound_enqueue(r.t, p_submit_account, p_sender, r.addrs,
+				v_sha, v_size, v_body, false, p_envid, p_ret);
+		END LOOP;
+	END IF;
 
 	-- the rows: local targets (every recipient of a shared mailbox), remote
 	sha256 := v_sha;
