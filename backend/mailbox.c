@@ -43,9 +43,14 @@ static const struct {
 	[MS_DELETE] = { "mbox_delete", 2,
 		"SELECT (SELECT mb.id FROM mailboxes mb WHERE mb.account_id = $1"
 		" AND mb.name = $2), mailbox_delete($1, $2)" },
+	/* The subqueries see the names before the rename (the statement's
+	 * snapshot): the old mailbox and its inferiors, to notify. */
 	[MS_RENAME] = { "mbox_rename", 3,
 		"SELECT mailbox_rename($1, $2, $3), (SELECT mb.id FROM mailboxes mb"
-		" WHERE mb.account_id = $1 AND mb.name = $2)" },
+		" WHERE mb.account_id = $1 AND mb.name = $2),"
+		" (SELECT string_agg(mb.id::text, ',') FROM mailboxes mb"
+		" WHERE mb.account_id = $1 AND $2 <> 'INBOX'"
+		" AND left(mb.name, length($2) + 1) = $2 || '/')" },
 	[MS_SUBSCRIBE] = { "mbox_subscribe", 3,
 		"UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1 AND name = $2"
 		" RETURNING id" },
@@ -849,10 +854,22 @@ static void done_done(void *ctx, struct store_pg_reply *reply)
 			break;
 		case MS_RENAME:
 			id = mbox_u64(reply->res, 0, 0);
-			if (op->inbox)
+			if (op->inbox) {
 				mbox_notify(op->st, op->account_id, mbox_u64(reply->res, 0, 1), 0, 0);
-			else
-				mbox_notify(op->st, op->account_id, id, 0, 0);
+				break;
+			}
+			/* sessions with it or an inferior selected find it
+			 * renamed (IMAP: BYE) */
+			mbox_notify(op->st, op->account_id, id, 0, 0);
+			for (const char *p = PQgetvalue(reply->res, 0, 2); *p != '\0';) {
+				char *end;
+				uint64_t inferior = strtoull(p, &end, 10);
+
+				if (end == p)
+					break;
+				mbox_notify(op->st, op->account_id, inferior, 0, 0);
+				p = *end == ',' ? end + 1 : end;
+			}
 			break;
 		default:
 			break;

@@ -23,7 +23,8 @@
  * "/" is dropped (CREATE "foo/").
  *
  * Change notifications: after every operation that changed a mailbox
- * commits (APPEND, STORE, COPY/MOVE, EXPUNGE, RENAME of INBOX, DELETE), a
+ * commits (APPEND, STORE, COPY/MOVE, EXPUNGE, RENAME: the mailbox and its
+ * inferiors, or INBOX whose messages moved; DELETE), a
  * short text "v=1 modseq=N [uidnext=N] node=NAME" is published on the
  * mailbox's Redis channel (store_rnotify_publish) when a Redis client was
  * given. A failed publish is ignored (sessions also poll).
