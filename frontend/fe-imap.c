@@ -963,13 +963,13 @@ static void follow_rename(struct fe_imap *p, const char *old_name, const char *n
 	if (strncmp(p->sel_name, from, len) != 0 ||
 	    (p->sel_name[len] != '\0' && p->sel_name[len] != '/'))
 		return;
-	if (strlen(to) + strlen(p->sel_name + len) > MAIL_MBOX_NAME_MAX)
-		return; /* the changes read then ends the session */
 	{
-		char tail[MAIL_MBOX_NAME_MAX + 1];
+		size_t tolen = strlen(to), tail = strlen(p->sel_name + len);
 
-		snprintf(tail, sizeof(tail), "%s", p->sel_name + len);
-		snprintf(p->sel_name, sizeof(p->sel_name), "%s%s", to, tail);
+		if (tolen + tail > MAIL_MBOX_NAME_MAX)
+			return; /* the changes read then ends the session */
+		memmove(p->sel_name + tolen, p->sel_name + len, tail + 1);
+		memcpy(p->sel_name, to, tolen);
 	}
 }
 
