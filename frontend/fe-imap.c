@@ -32,7 +32,9 @@
  * results are remembered by (uid, modseq) and not echoed as FLAGS; its own
  * EXPUNGE/MOVE are unknown to the engine by the time changes report them.
  * An APPEND or COPY into the selected mailbox reads the changes before its
- * tagged reply, so the client sees EXISTS for it.
+ * tagged reply, so the client sees EXISTS for it. A changes read that finds
+ * the mailbox deleted, or under another name than the session's own RENAMEs
+ * gave it, ends the session with imap_session_mailbox_gone() (a BYE).
  *
  * Every asynchronous operation is counted in `outstanding`; next() returns
  * -1 only when the engine is over and nothing is outstanding (fe-protocol.h).
