@@ -209,6 +209,28 @@ class FailoverAnalysis(unittest.TestCase):
         self.assertEqual(fo["lowest_pct"], 0.0)
         self.assertTrue(fo["recovered"])
 
+    def test_collapse_some_buckets_after_the_kill(self):
+        # the kill's bucket and the next three still complete sessions, then
+        # nothing for 300 ms
+        c = [40] * 300
+        for i in range(154, 184):
+            c[i] = 0
+        c[240] = 0  # noise, not part of the dip
+        fo = self.analyse(c, 1500)
+        self.assertAlmostEqual(fo["dip_ms"], 300.0)
+        self.assertAlmostEqual(fo["dip_end_ms"], 340.0)
+        self.assertTrue(fo["recovered"])
+        self.assertEqual(fo["below_half_after_ms"], 310)
+        # a lone low bucket at the kill does not hide the collapse after it
+        c[150] = 0
+        fo = self.analyse(c, 1500)
+        self.assertAlmostEqual(fo["dip_ms"], 300.0)
+        self.assertAlmostEqual(fo["dip_end_ms"], 340.0)
+        # a low bucket more than 200 ms after the kill is no dip of it
+        c = [40] * 300
+        c[175] = 0
+        self.assertEqual(self.analyse(c, 1500)["dip_ms"], 0)
+
     def test_not_recovered_by_the_end(self):
         c = [40] * 150 + [3] * 50
         fo = self.analyse(c, 1500)
