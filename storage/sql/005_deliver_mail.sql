@@ -150,6 +150,9 @@ DECLARE
 	v_total bigint := 0;
 	v_qid bigint[] := '{}'; v_qten bigint[] := '{}';
 	v_ref bigint;
+	-- the internal date's zone as deliver_message() (004) takes it: the
+	-- session's TimeZone offset now
+	v_tz integer := (extract(timezone FROM now()) / 60)::integer;
 BEGIN
 	IF coalesce(cardinality(p_rcpts), 0) = 0 OR p_body IS NULL OR p_return_path IS NULL THEN
 		RAISE EXCEPTION 'deliver_mail: bad arguments' USING ERRCODE = 'PN005';
@@ -326,10 +329,10 @@ BEGIN
 		FOR i IN 1 .. v_n LOOP
 			CONTINUE WHEN v_st[i] <> 'ok';
 			INSERT INTO messages (account_id, mailbox_id, uid, modseq, internaldate,
-					size, blob_sha256, header_size, envelope, bodystructure,
-					sent_date, subject, from_addr, to_addr, cc_addr, message_id,
-					in_reply_to, references_hdr)
-				VALUES (v_a[i], v_m[i], v_uid[i], v_ms[i], now(), v_size, v_sha,
+					internaldate_tz, size, blob_sha256, header_size, envelope,
+					bodystructure, sent_date, subject, from_addr, to_addr, cc_addr,
+					message_id, in_reply_to, references_hdr)
+				VALUES (v_a[i], v_m[i], v_uid[i], v_ms[i], now(), v_tz, v_size, v_sha,
 					p_header_size + length(v_prefix), p_envelope, p_bodystructure,
 					p_sent_date, p_subject, p_from, p_to, p_cc, p_message_id,
 					p_in_reply_to, p_references);
