@@ -1,20 +1,21 @@
 /* Local delivery on the asynchronous PostgreSQL pool: recipient checks
- * (resolve_recipient() plus relay, disabled and quota decisions), the
- * submission sender check, and delivery of one message to N recipients in
- * one transaction (deliver_message() for local mailboxes, outbound_enqueue()
- * for remote ones), with the body prepared here: CRLF line ends,
- * Return-Path: / Delivered-To:, the ENVELOPE / BODYSTRUCTURE / header cache
- * from the MIME library, a duplicate guard by Message-ID, and a change
- * notification per mailbox on Redis after COMMIT. The contract and the
- * decisions are in postern/mail-delivery.h and docs/storage.md.
+ * (resolve_rcpts() plus relay, disabled and quota decisions), the
+ * submission sender check, and delivery of one message to N recipients as
+ * one statement, deliver_mail() (storage/sql/005_deliver_mail.sql), which
+ * the pool runs in autocommit: resolution, the stored body (Return-Path: /
+ * Delivered-To: in front, hashed there), mailbox locks, the duplicate guard
+ * by Message-ID, quota, the messages rows with the ENVELOPE /
+ * BODYSTRUCTURE / header cache prepared here from the MIME library, usage
+ * counters and the outbound queue all commit together or not at all. A
+ * change notification per mailbox goes to Redis after the commit. The
+ * contract and the decisions are in postern/mail-delivery.h and
+ * docs/storage.md.
  *
- * A delivery runs as a chain of pool callbacks:
- *   [from check] -> resolve -> (body built) -> BEGIN -> [lock + dedup]
- *   -> [deliver_message] -> [outbound_enqueue per tenant] -> COMMIT
- *   -> publish -> callback
- * A deadlock or serialization failure restarts the transaction (twice at
- * most); any other failure rolls back and answers every recipient that is
- * not final yet with TEMPFAIL (temporary) or PERMFAIL.
+ * A delivery is at most two round trips:
+ *   [from check, submission only] -> deliver_mail() -> publish -> callback
+ * A deadlock or serialization failure runs the statement again (twice at
+ * most); any other failure answers every recipient with TEMPFAIL
+ * (temporary) or PERMFAIL.
  */
 #include "postern/mail-delivery.h"
 
@@ -37,7 +38,7 @@
 #include <time.h>
 
 #define DEDUP_WINDOW_DEFAULT 600
-#define HEADROOM (2 * MAIL_DELIVERY_ADDRESS_MAX + 64)
+#define PREFIX_MAX (2 * MAIL_DELIVERY_ADDRESS_MAX + 64)	/* Return-Path, Delivered-To */
 #define META_CACHE_MAX (4u * 1024 * 1024)	/* ENVELOPE / BODYSTRUCTURE */
 #define META_FIELD_MAX (64u * 1024)		/* subject, from, ... */
 #define MAX_TX_RETRIES 2
@@ -45,36 +46,9 @@
 /* ---- SQL ---- */
 
 /* One row per (recipient, resolved target), recipients in order. A row with
- * address NULL: unknown. account_id NULL with an address: remote. */
-static const char sql_resolve[] =
-	"SELECT r.i, x.account_id, ac.enabled, coalesce(ac.tenant_id, dm.tenant_id),"
-	" dm.id IS NOT NULL,"
-	" CASE WHEN x.account_id IS NULL THEN NULL ELSE coalesce("
-	"  (SELECT mb.id FROM mailboxes mb WHERE mb.account_id = x.account_id"
-	"    AND p.tag IS NOT NULL AND lower(ac.address) = p.base"
-	"    AND lower(mb.name) = lower(p.tag)"
-	"    ORDER BY (mb.name = p.tag) DESC, mb.id LIMIT 1),"
-	"  (SELECT mb.id FROM mailboxes mb WHERE mb.account_id = x.account_id"
-	"    AND mb.name = 'INBOX')) END,"
-	" x.address,"
-	" coalesce(ac.quota_bytes, -1), coalesce(ac.quota_messages, -1),"
-	" coalesce(u.bytes, 0), coalesce(u.messages, 0),"
-	" coalesce(tn.quota_bytes, -1), coalesce(tn.quota_messages, -1),"
-	" coalesce((SELECT sum(tu.bytes) FROM tenant_usage tu WHERE tu.tenant_id = ac.tenant_id), 0),"
-	" coalesce((SELECT sum(tu.messages) FROM tenant_usage tu WHERE tu.tenant_id = ac.tenant_id), 0)"
-	" FROM unnest($1::text[]) WITH ORDINALITY AS r (addr, i)"
-	" CROSS JOIN LATERAL (SELECT"
-	"   lower(substr(r.addr, length(r.addr) - strpos(reverse(r.addr), '@') + 2)) AS domain,"
-	"   left(r.addr, length(r.addr) - strpos(reverse(r.addr), '@')) AS lp) AS s"
-	" CROSS JOIN LATERAL (SELECT"
-	"   CASE WHEN strpos(s.lp, '+') > 1 THEN substr(s.lp, strpos(s.lp, '+') + 1) END AS tag,"
-	"   lower(split_part(s.lp, '+', 1)) || '@' || s.domain AS base) AS p"
-	" LEFT JOIN domains dm ON dm.name = s.domain"
-	" LEFT JOIN LATERAL resolve_recipient(r.addr) x ON true"
-	" LEFT JOIN accounts ac ON ac.id = x.account_id"
-	" LEFT JOIN account_usage u ON u.account_id = x.account_id"
-	" LEFT JOIN tenants tn ON tn.id = ac.tenant_id"
-	" ORDER BY r.i, x.account_id NULLS LAST";
+ * address NULL: unknown. account_id NULL with an address: remote. $2: where
+ * an unqualified Postmaster goes (NULL: the primary domain's postmaster). */
+static const char sql_resolve[] = "SELECT * FROM resolve_rcpts($1::text[], $2::text)";
 enum { R_I, R_ACCOUNT, R_ENABLED, R_TENANT, R_LOCALDOM, R_MAILBOX, R_ADDRESS,
        R_QB, R_QM, R_UB, R_UM, R_TQB, R_TQM, R_TB, R_TM };
 
@@ -88,32 +62,15 @@ static const char sql_sender[] =
 	"   FROM unnest($2::text[], $3::text[]) AS x (a, b)) AS f), false)"
 	" FROM accounts ac WHERE ac.id = $1::bigint";
 
-/* Locks the target mailboxes in the schema's lock order. */
-static const char sql_lock[] =
-	"SELECT count(*) FROM (SELECT 1 FROM mailboxes mb"
-	" JOIN unnest($1::bigint[], $2::bigint[]) AS t (a, m)"
-	"  ON mb.account_id = t.a AND mb.id = t.m"
-	" ORDER BY mb.account_id, mb.id FOR UPDATE OF mb) AS x";
-
-/* Targets that already hold a message with the Message-ID saved within the
- * window: one probe of messages_message_id (storage/sql/003) per target. */
-static const char sql_dedup[] =
-	"SELECT t.a, t.m FROM unnest($1::bigint[], $2::bigint[]) AS t (a, m)"
-	" WHERE EXISTS (SELECT 1 FROM messages x"
-	"  WHERE x.account_id = t.a AND x.mailbox_id = t.m AND x.message_id = $3::text"
-	"   AND x.saved_at > now() - make_interval(secs => $4::int))";
-
+/* The whole delivery, one transaction (storage/sql/005_deliver_mail.sql). */
 static const char sql_deliver[] =
-	"SELECT account_id, mailbox_id, uid, modseq, status FROM deliver_message("
-	"$1::bytea, $2::bigint, $3::bytea, $4::bigint[], $5::bigint[], now(), 0, '{}',"
-	" jsonb_build_object('header_size', $6::bigint, 'envelope', $7::text,"
-	"  'bodystructure', $8::text, 'sent_date', $9::text, 'subject', $10::text,"
-	"  'from', $11::text, 'to', $12::text, 'cc', $13::text, 'message_id', $14::text,"
-	"  'in_reply_to', $15::text, 'references', $16::text), true, false)";
-
-static const char sql_enqueue[] =
-	"SELECT outbound_enqueue($1::bigint, $2::bigint, $3::text, $4::text[], $5::bytea,"
-	" $6::bigint, $7::bytea, false, $8::text, $9::text)";
+	"SELECT rcpt, kind, account_id, mailbox_id, uid, modseq, quota_bytes,"
+	" encode(sha256, 'hex'), size, queue_id FROM deliver_mail($1::text[], $2::text,"
+	" $3::bigint, $4::bigint, $5::text, $6::bytea, $7::bytea, $8::bigint, $9::text,"
+	" $10::text, $11::timestamptz, $12::text, $13::text, $14::text, $15::text, $16::text,"
+	" $17::text, $18::text, $19::integer, $20::text, $21::text)";
+enum { D_RCPT, D_KIND, D_ACCOUNT, D_MAILBOX, D_UID, D_MODSEQ, D_QUOTA, D_SHA, D_SIZE, D_QUEUE };
+#define D_NPARAMS 21
 
 /* ---- types ---- */
 
@@ -121,28 +78,26 @@ struct mail_delivery {
 	struct store_pgpool *pool;
 	struct store_redis *redis;
 	unsigned int window;
-	const struct store_pg_stmt *st_resolve, *st_sender, *st_lock, *st_dedup,
-		*st_deliver, *st_enqueue;
+	char *postmaster;		/* NULL: the primary domain's */
+	const struct store_pg_stmt *st_resolve, *st_sender, *st_deliver;
 	unsigned int busy;
 };
 
 enum op_kind { OP_RCPT, OP_SENDER, OP_DELIVER };
 
 enum tgt_state {
-	T_PENDING,	/* local, not delivered yet */
 	T_OK,		/* stored */
 	T_DUP,		/* skipped by the duplicate guard */
 	T_QUOTA,
 	T_GONE,		/* mailbox deleted meanwhile */
 	T_FULL,		/* no UIDs left */
-	T_REMOTE,	/* to queue */
-	T_QUEUED,
+	T_QUEUED,	/* remote: in the outbound queue */
 };
 
+/* One row of deliver_mail() that names a target. */
 struct tgt {
 	size_t rcpt;
-	uint64_t account_id, mailbox_id, tenant_id;	/* account 0: remote */
-	char *remote;
+	uint64_t account_id, mailbox_id;	/* 0: remote */
 	int64_t quota_bytes;
 	enum tgt_state st;
 	uint64_t uid, modseq;
@@ -177,9 +132,8 @@ struct mail_op {
 	size_t nrcpt;
 	struct mail_deliver_rcpt *res;
 	bool *rcpt_final;
-	struct pn_buf body;		/* HEADROOM bytes, then the message */
-	const uint8_t *blob;
-	size_t blob_len, prefix_len;
+	struct pn_buf body;		/* the message with CRLF line ends */
+	size_t blob_len;		/* as stored, from deliver_mail() */
 	struct mail_message *msg;
 	char *meta[M_COUNT];
 	char **from_a, **from_b;
@@ -187,14 +141,9 @@ struct mail_op {
 	uint64_t sender_tenant;
 	struct tgt *t;
 	size_t nt;
-	struct store_pgtx *tx;
 	unsigned int retries;
-	size_t enqueue_next;		/* next target index to look for a tenant */
-	bool stored_here;		/* deliver_message took the body */
-	uint8_t sha[PN_SHA256_LEN];
 	char id[17];
 	uint64_t queue_id;
-	bool perm_failure;
 };
 
 /* ---- small helpers ---- */
@@ -283,16 +232,6 @@ static int array_text(struct pn_buf *out, char *const *v, size_t n)
 	return pn_buf_append(out, "}\0", 2);
 }
 
-static int array_u64(struct pn_buf *out, const uint64_t *v, size_t n)
-{
-	if (pn_buf_append(out, "{", 1) < 0)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		if (pn_buf_printf(out, "%s%" PRIu64, i > 0 ? "," : "", v[i]) < 0)
-			return -1;
-	return pn_buf_append(out, "}\0", 2);
-}
-
 static uint64_t col_u64(const PGresult *res, int row, int col)
 {
 	if (PQgetisnull(res, row, col))
@@ -331,18 +270,25 @@ struct mail_delivery *mail_delivery_new(const struct mail_delivery_settings *set
 	d->pool = set->pool;
 	d->redis = set->redis;
 	d->window = set->dedup_window_secs != 0 ? set->dedup_window_secs : DEDUP_WINDOW_DEFAULT;
-	if ((d->st_resolve = store_pgpool_declare(d->pool, "mail_resolve", sql_resolve, 1,
+	if (set->postmaster != NULL && set->postmaster[0] != '\0') {
+		if (!address_ok(set->postmaster, false) || strchr(set->postmaster, '@') == NULL) {
+			*error_r = "mail_delivery_new: postmaster must be an address user@domain";
+			free(d);
+			return NULL;
+		}
+		if ((d->postmaster = strdup(set->postmaster)) == NULL) {
+			*error_r = "out of memory";
+			free(d);
+			return NULL;
+		}
+	}
+	if ((d->st_resolve = store_pgpool_declare(d->pool, "mail_resolve", sql_resolve, 2,
 						  NULL, error_r)) == NULL ||
 	    (d->st_sender = store_pgpool_declare(d->pool, "mail_sender", sql_sender, 3,
 						 NULL, error_r)) == NULL ||
-	    (d->st_lock = store_pgpool_declare(d->pool, "mail_lock", sql_lock, 2,
-					       NULL, error_r)) == NULL ||
-	    (d->st_dedup = store_pgpool_declare(d->pool, "mail_dedup", sql_dedup, 4,
-						NULL, error_r)) == NULL ||
-	    (d->st_deliver = store_pgpool_declare(d->pool, "mail_deliver", sql_deliver, 16,
-						  NULL, error_r)) == NULL ||
-	    (d->st_enqueue = store_pgpool_declare(d->pool, "mail_enqueue", sql_enqueue, 9,
-						  NULL, error_r)) == NULL) {
+	    (d->st_deliver = store_pgpool_declare(d->pool, "mail_deliver_mail", sql_deliver,
+						  D_NPARAMS, NULL, error_r)) == NULL) {
+		free(d->postmaster);
 		free(d);
 		return NULL;
 	}
@@ -353,6 +299,7 @@ void mail_delivery_free(struct mail_delivery **d)
 {
 	if (d == NULL || *d == NULL)
 		return;
+	free((*d)->postmaster);
 	free(*d);
 	*d = NULL;
 }
@@ -412,8 +359,6 @@ static void op_free(struct mail_op *op)
 	}
 	free(op->from_a);
 	free(op->from_b);
-	for (size_t i = 0; i < op->nt; i++)
-		free(op->t[i].remote);
 	free(op->t);
 	free(op);
 }
@@ -510,8 +455,8 @@ struct mail_op *mail_rcpt_check(struct mail_delivery *d, const char *address,
 {
 	struct mail_op *op;
 	struct pn_buf arr;
-	const char *values[1];
-	struct store_pg_query q = { .nparams = 1, .values = values };
+	const char *values[2];
+	struct store_pg_query q = { .nparams = 2, .values = values };
 	int ret;
 
 	if (d == NULL || cb == NULL || !address_ok(address, false)) {
@@ -533,6 +478,7 @@ struct mail_op *mail_rcpt_check(struct mail_delivery *d, const char *address,
 		ret = array_text(&arr, one, 1);
 	}
 	values[0] = (const char *)pn_buf_rptr(&arr);
+	values[1] = d->postmaster;
 	q.stmt = d->st_resolve;
 	if (ret < 0 || store_pgpool_query(d->pool, &q, rcpt_done, op) < 0) {
 		pn_buf_free(&arr);
@@ -742,50 +688,10 @@ static int prepare_meta(struct mail_op *op, const uint8_t *msg, size_t len)
 	return 0;
 }
 
-/* Writes Return-Path: (and Delivered-To: when there is one local target)
- * in front of the message and hashes the result. */
-static int build_blob(struct mail_op *op)
-{
-	char prefix[HEADROOM];
-	size_t local = 0, which = 0;
-	int n;
-	const char *error;
-	uint8_t *base = op->body.data + op->body.start;
-
-	for (size_t i = 0; i < op->nt; i++) {
-		if (op->t[i].st == T_PENDING) {
-			local++;
-			which = op->t[i].rcpt;
-		}
-	}
-	if (local == 1)
-		n = snprintf(prefix, sizeof(prefix), "Return-Path: <%s>\r\nDelivered-To: %s\r\n",
-			     op->mail_from, op->rcpts[which]);
-	else
-		n = snprintf(prefix, sizeof(prefix), "Return-Path: <%s>\r\n", op->mail_from);
-	if (n < 0 || (size_t)n > HEADROOM)
-		return -1;
-	op->prefix_len = (size_t)n;
-	memcpy(base + HEADROOM - op->prefix_len, prefix, op->prefix_len);
-	op->blob = base + HEADROOM - op->prefix_len;
-	op->blob_len = pn_buf_len(&op->body) - HEADROOM + op->prefix_len;
-	if (pn_sha256(op->blob, op->blob_len, op->sha, &error) < 0) {
-		set_error(op, "sha256", error);
-		return -1;
-	}
-	for (int i = 0; i < 8; i++)
-		snprintf(op->id + 2 * i, 3, "%02x", op->sha[i]);
-	return 0;
-}
-
-/* ---- DATA: the chain ---- */
+/* ---- DATA: the statement ---- */
 
 static void deliver_finish(struct mail_op *op);
-static void tx_begin(struct mail_op *op);
-static void tx_step_dedup(struct mail_op *op);
-static void tx_step_deliver(struct mail_op *op);
-static void tx_step_enqueue(struct mail_op *op);
-static void tx_step_commit(struct mail_op *op);
+static int deliver_query(struct mail_op *op);
 
 /* Gives every recipient that is not final yet the status st. */
 static void rcpts_fail(struct mail_op *op, enum mail_deliver_status st)
@@ -795,80 +701,6 @@ static void rcpts_fail(struct mail_op *op, enum mail_deliver_status st)
 			op->res[i].status = st;
 			op->rcpt_final[i] = true;
 		}
-	}
-}
-
-/* Local targets still to store: collects their ids. */
-static size_t pending_targets(struct mail_op *op, uint64_t *a, uint64_t *m)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < op->nt; i++) {
-		if (op->t[i].st == T_PENDING) {
-			a[n] = op->t[i].account_id;
-			m[n] = op->t[i].mailbox_id;
-			n++;
-		}
-	}
-	return n;
-}
-
-/* Resets what a failed transaction attempt decided, for a retry. */
-static void targets_reset(struct mail_op *op)
-{
-	for (size_t i = 0; i < op->nt; i++) {
-		struct tgt *t = &op->t[i];
-
-		if (t->account_id != 0)
-			t->st = T_PENDING;
-		else
-			t->st = T_REMOTE;
-	}
-	op->stored_here = false;
-	op->queue_id = 0;
-	op->enqueue_next = 0;
-}
-
-static void rollback_done(void *ctx, struct store_pg_reply *reply)
-{
-	struct mail_op *op = ctx;
-
-	(void)reply;
-	if (op->retries > 0 && op->error[0] == '\0') {
-		/* restart after a deadlock / serialization failure */
-		targets_reset(op);
-		tx_begin(op);
-		return;
-	}
-	rcpts_fail(op, op->perm_failure ? MAIL_DELIVER_PERMFAIL : MAIL_DELIVER_TEMPFAIL);
-	deliver_finish(op);
-}
-
-/* A statement failed: roll back, then retry or fail. */
-static void tx_failed(struct mail_op *op, const struct store_pg_reply *reply, const char *what)
-{
-	bool retry = reply != NULL && reply->status == STORE_TEMPORARY &&
-		(strcmp(reply->sqlstate, "40P01") == 0 || strcmp(reply->sqlstate, "40001") == 0) &&
-		op->retries < MAX_TX_RETRIES;
-
-	if (retry) {
-		op->retries++;
-		op->error[0] = '\0';
-	} else {
-		snprintf(op->error, sizeof(op->error), "%s: %s", what,
-			 reply != NULL && reply->error[0] != '\0' ? reply->error : "not submitted");
-		op->perm_failure = reply != NULL && reply->status == STORE_PERMANENT;
-		op->retries = 0;
-	}
-	if (op->tx == NULL || store_pgtx_rollback(&op->tx, rollback_done, op) < 0) {
-		op->tx = NULL;
-		if (retry) {
-			targets_reset(op);
-			tx_begin(op);
-			return;
-		}
-		rcpts_fail(op, op->perm_failure ? MAIL_DELIVER_PERMFAIL : MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
 	}
 }
 
@@ -892,20 +724,88 @@ static void deliver_finish(struct mail_op *op)
 	op_free(op);
 }
 
-/* After COMMIT: the final per-recipient statuses, notifications. */
-static void commit_done(void *ctx, struct store_pg_reply *reply)
+static int target_add(struct mail_op *op, size_t rcpt, uint64_t account, uint64_t mailbox,
+		      enum tgt_state st)
 {
-	struct mail_op *op = ctx;
+	struct tgt *nt = realloc(op->t, (op->nt + 1) * sizeof(*nt));
+	struct tgt *t;
 
-	if (reply->status != STORE_OK) {
-		/* Not committed, or unknown (a connection lost during COMMIT:
-		 * a 4xx makes the client retry and the duplicate guard keeps
-		 * a committed copy from showing twice). */
-		snprintf(op->error, sizeof(op->error), "commit: %s", reply->error);
-		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
-		return;
+	if (nt == NULL)
+		return -1;
+	op->t = nt;
+	t = &op->t[op->nt++];
+	memset(t, 0, sizeof(*t));
+	t->rcpt = rcpt;
+	t->account_id = account;
+	t->mailbox_id = mailbox;
+	t->st = st;
+	return 0;
+}
+
+static struct tgt *target_find(struct mail_op *op, uint64_t a, uint64_t m, size_t from)
+{
+	for (size_t i = from; i < op->nt; i++)
+		if (op->t[i].account_id == a && op->t[i].mailbox_id == m)
+			return &op->t[i];
+	return NULL;
+}
+
+/* Turns the rows of deliver_mail() into targets and recipient counts.
+ * Returns 0, or -1 (a row the contract does not allow, or no memory). */
+static int targets_from_rows(struct mail_op *op, const PGresult *res, unsigned int *disabled,
+			     unsigned int *relay)
+{
+	int rows = PQntuples(res);
+
+	for (int r = 0; r < rows; r++) {
+		uint64_t i = col_u64(res, r, D_RCPT);
+		const char *kind = PQgetvalue(res, r, D_KIND);
+		static const struct { const char *name; enum tgt_state st; } kinds[] = {
+			{ "ok", T_OK }, { "dup", T_DUP }, { "quota", T_QUOTA },
+			{ "nomailbox", T_GONE }, { "full", T_FULL }, { "queued", T_QUEUED },
+		};
+		struct tgt *t;
+		size_t k;
+
+		if (i < 1 || i > op->nrcpt)
+			return -1;
+		i--;
+		if (strcmp(kind, "disabled") == 0) {
+			disabled[i]++;
+			continue;
+		}
+		if (strcmp(kind, "relay") == 0) {
+			relay[i]++;
+			continue;
+		}
+		if (strcmp(kind, "unknown") == 0)
+			continue;
+		for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+			if (strcmp(kind, kinds[k].name) == 0)
+				break;
+		if (k == sizeof(kinds) / sizeof(kinds[0]) ||
+		    target_add(op, i, col_u64(res, r, D_ACCOUNT), col_u64(res, r, D_MAILBOX),
+			       kinds[k].st) < 0)
+			return -1;
+		t = &op->t[op->nt - 1];
+		t->uid = col_u64(res, r, D_UID);
+		t->modseq = col_u64(res, r, D_MODSEQ);
+		t->quota_bytes = col_i64(res, r, D_QUOTA);
+		if (t->st == T_QUEUED && op->queue_id == 0)
+			op->queue_id = col_u64(res, r, D_QUEUE);
+		if (op->id[0] == '\0' && PQgetlength(res, r, D_SHA) == 2 * PN_SHA256_LEN) {
+			op->blob_len = (size_t)col_u64(res, r, D_SIZE);
+			memcpy(op->id, PQgetvalue(res, r, D_SHA), sizeof(op->id) - 1);
+			op->id[sizeof(op->id) - 1] = '\0';
+		}
 	}
+	return 0;
+}
+
+/* The committed outcome: per-recipient statuses, logs, notifications. */
+static void deliver_outcome(struct mail_op *op, const unsigned int *disabled,
+			    const unsigned int *relay)
+{
 	for (size_t i = 0; i < op->nt; i++) {
 		struct tgt *t = &op->t[i];
 		struct mail_deliver_rcpt *r = &op->res[t->rcpt];
@@ -919,10 +819,8 @@ static void commit_done(void *ctx, struct store_pg_reply *reply)
 	}
 	for (size_t i = 0; i < op->nrcpt; i++) {
 		struct mail_deliver_rcpt *r = &op->res[i];
-		bool quota = false, exceeded = false, full = false;
+		bool quota = false, exceeded = false, full = false, any = false;
 
-		if (op->rcpt_final[i])
-			continue;
 		op->rcpt_final[i] = true;
 		if (r->stored > 0 || r->duplicates > 0 || r->queued) {
 			r->status = MAIL_DELIVER_OK;
@@ -933,6 +831,7 @@ static void commit_done(void *ctx, struct store_pg_reply *reply)
 
 			if (t->rcpt != i)
 				continue;
+			any = true;
 			if (t->st == T_QUOTA) {
 				quota = true;
 				if (t->quota_bytes >= 0 && op->blob_len > (uint64_t)t->quota_bytes)
@@ -941,9 +840,13 @@ static void commit_done(void *ctx, struct store_pg_reply *reply)
 				full = true;
 			}
 		}
-		r->status = exceeded ? MAIL_DELIVER_QUOTA_EXCEEDED :
-			quota ? MAIL_DELIVER_OVER_QUOTA :
-			full ? MAIL_DELIVER_PERMFAIL : MAIL_DELIVER_TEMPFAIL;
+		if (!any)	/* no target: why */
+			r->status = disabled[i] > 0 ? MAIL_DELIVER_DISABLED :
+				relay[i] > 0 ? MAIL_DELIVER_RELAY_DENIED : MAIL_DELIVER_UNKNOWN;
+		else
+			r->status = exceeded ? MAIL_DELIVER_QUOTA_EXCEEDED :
+				quota ? MAIL_DELIVER_OVER_QUOTA :
+				full ? MAIL_DELIVER_PERMFAIL : MAIL_DELIVER_TEMPFAIL;
 	}
 	for (size_t i = 0; i < op->nt; i++) {
 		const struct tgt *t = &op->t[i];
@@ -961,6 +864,9 @@ static void commit_done(void *ctx, struct store_pg_reply *reply)
 			pn_info("event=over_quota id=%s account=%" PRIu64, op->id, t->account_id);
 		if (t->st != T_OK || op->d->redis == NULL)
 			continue;
+		/* two recipients of one mailbox share its row: one message */
+		if (target_find(op, t->account_id, t->mailbox_id, 0) != t)
+			continue;
 		n = mail_delivery_notify_format(msg, sizeof(msg), t->uid, t->modseq);
 		if (n > 0 && store_rnotify_publish(op->d->redis, t->account_id, t->mailbox_id,
 						   msg, (size_t)n, publish_done, NULL) < 0)
@@ -968,424 +874,96 @@ static void commit_done(void *ctx, struct store_pg_reply *reply)
 	}
 	if (op->queue_id != 0)
 		pn_info("event=queued id=%s queue_id=%" PRIu64, op->id, op->queue_id);
-	deliver_finish(op);
 }
 
-static void tx_step_commit(struct mail_op *op)
-{
-	if (store_pgtx_commit(&op->tx, commit_done, op) < 0)
-		tx_failed(op, NULL, "commit");
-}
-
-static void enqueue_done(void *ctx, struct store_pg_reply *reply)
-{
-	struct mail_op *op = ctx;
-	uint64_t tenant;
-
-	if (reply->status != STORE_OK) {
-		tx_failed(op, reply, "outbound_enqueue");
-		return;
-	}
-	if (op->queue_id == 0 && PQntuples(reply->res) > 0)
-		op->queue_id = col_u64(reply->res, 0, 0);
-	op->stored_here = true;
-	/* the entry covers every remote target of this tenant */
-	tenant = op->t[op->enqueue_next].tenant_id;
-	for (size_t i = op->enqueue_next; i < op->nt; i++)
-		if (op->t[i].st == T_REMOTE && op->t[i].tenant_id == tenant)
-			op->t[i].st = T_QUEUED;
-	tx_step_enqueue(op);
-}
-
-/* One outbound_enqueue() per tenant of the remote targets. */
-static void tx_step_enqueue(struct mail_op *op)
-{
-	size_t first = op->nt, n = 0;
-	char **list;
-	struct pn_buf arr;
-	char tenant[24], account[24], size[24];
-	const char *values[9];
-	int lengths[9] = { 0 }, formats[9] = { 0 };
-	struct store_pg_query q = {
-		.stmt = op->d->st_enqueue, .nparams = 9, .values = values,
-		.lengths = lengths, .formats = formats,
-	};
-	int ret;
-
-	for (size_t i = 0; i < op->nt; i++) {
-		if (op->t[i].st == T_REMOTE) {
-			first = i;
-			break;
-		}
-	}
-	if (first == op->nt) {
-		tx_step_commit(op);
-		return;
-	}
-	op->enqueue_next = first;
-	list = calloc(op->nt, sizeof(*list));
-	if (list == NULL) {
-		tx_failed(op, NULL, "out of memory");
-		return;
-	}
-	for (size_t i = first; i < op->nt; i++)
-		if (op->t[i].st == T_REMOTE && op->t[i].tenant_id == op->t[first].tenant_id)
-			list[n++] = op->t[i].remote;
-	pn_buf_init(&arr, 1u << 20);
-	ret = array_text(&arr, list, n);
-	free(list);
-	snprintf(tenant, sizeof(tenant), "%" PRIu64, op->t[first].tenant_id);
-	snprintf(account, sizeof(account), "%" PRIu64, op->account_id);
-	snprintf(size, sizeof(size), "%zu", op->blob_len);
-	values[0] = tenant;
-	values[1] = op->account_id != 0 ? account : NULL;
-	values[2] = op->mail_from;
-	values[3] = (const char *)pn_buf_rptr(&arr);
-	values[4] = (const char *)op->sha;
-	lengths[4] = PN_SHA256_LEN;
-	formats[4] = 1;
-	values[5] = size;
-	values[6] = op->stored_here ? NULL : (const char *)op->blob;
-	lengths[6] = (int)op->blob_len;
-	formats[6] = 1;
-	values[7] = op->envid;
-	values[8] = op->ret;
-	if (ret < 0 || store_pgtx_query(op->tx, &q, enqueue_done, op) < 0) {
-		pn_buf_free(&arr);
-		tx_failed(op, NULL, "outbound_enqueue");
-		return;
-	}
-	pn_buf_free(&arr);
-}
-
-static struct tgt *target_find(struct mail_op *op, uint64_t a, uint64_t m, size_t from)
-{
-	for (size_t i = from; i < op->nt; i++)
-		if (op->t[i].account_id == a && op->t[i].mailbox_id == m)
-			return &op->t[i];
-	return NULL;
-}
-
+/* deliver_mail() came back: committed (OK), or not (an error; a lost
+ * connection leaves the outcome unknown: 4xx, and the duplicate guard keeps
+ * the client's retry from showing twice). */
 static void deliver_done(void *ctx, struct store_pg_reply *reply)
 {
 	struct mail_op *op = ctx;
-	int rows;
+	unsigned int *disabled, *relay;
 
 	if (reply->status != STORE_OK) {
-		tx_failed(op, reply, "deliver_message");
-		return;
-	}
-	rows = PQntuples(reply->res);
-	for (int r = 0; r < rows; r++) {
-		uint64_t a = col_u64(reply->res, r, 0), m = col_u64(reply->res, r, 1);
-		const char *st = PQgetvalue(reply->res, r, 4);
-		enum tgt_state s = strcmp(st, "ok") == 0 ? T_OK :
-			strcmp(st, "quota") == 0 ? T_QUOTA :
-			strcmp(st, "full") == 0 ? T_FULL : T_GONE;
+		bool retry = reply->status == STORE_TEMPORARY &&
+			(strcmp(reply->sqlstate, "40P01") == 0 ||
+			 strcmp(reply->sqlstate, "40001") == 0) &&
+			op->retries < MAX_TX_RETRIES;
 
-		/* every pending target with this mailbox (two recipients may
-		 * resolve to one mailbox: one copy, both acknowledged) */
-		for (size_t i = 0; i < op->nt; i++) {
-			struct tgt *t = &op->t[i];
-
-			if (t->st != T_PENDING || t->account_id != a || t->mailbox_id != m)
-				continue;
-			t->st = s;
-			t->uid = col_u64(reply->res, r, 2);
-			t->modseq = col_u64(reply->res, r, 3);
-			if (s == T_OK)
-				op->stored_here = true;
+		if (retry) {
+			op->retries++;
+			if (deliver_query(op) == 0)
+				return;
 		}
-	}
-	/* a target the function did not mention cannot be stored */
-	for (size_t i = 0; i < op->nt; i++)
-		if (op->t[i].st == T_PENDING)
-			op->t[i].st = T_GONE;
-	tx_step_enqueue(op);
-}
-
-static void tx_step_deliver(struct mail_op *op)
-{
-	uint64_t *a = calloc(op->nt + 1, sizeof(*a)), *m = calloc(op->nt + 1, sizeof(*m));
-	size_t n;
-	struct pn_buf aa, mm;
-	char size[24], hsize[24];
-	const char *values[16];
-	int lengths[16] = { 0 }, formats[16] = { 0 };
-	struct store_pg_query q = {
-		.stmt = op->d->st_deliver, .nparams = 16, .values = values,
-		.lengths = lengths, .formats = formats,
-	};
-	int ret;
-
-	if (a == NULL || m == NULL) {
-		free(a);
-		free(m);
-		tx_failed(op, NULL, "out of memory");
-		return;
-	}
-	n = pending_targets(op, a, m);
-	if (n == 0) {
-		free(a);
-		free(m);
-		tx_step_enqueue(op);
-		return;
-	}
-	pn_buf_init(&aa, 1u << 20);
-	pn_buf_init(&mm, 1u << 20);
-	ret = array_u64(&aa, a, n) | array_u64(&mm, m, n);
-	free(a);
-	free(m);
-	snprintf(size, sizeof(size), "%zu", op->blob_len);
-	if (op->msg != NULL)
-		snprintf(hsize, sizeof(hsize), "%zu", op->msg->root->hdr_size + op->prefix_len);
-	values[0] = (const char *)op->sha;
-	lengths[0] = PN_SHA256_LEN;
-	formats[0] = 1;
-	values[1] = size;
-	values[2] = (const char *)op->blob;
-	lengths[2] = (int)op->blob_len;
-	formats[2] = 1;
-	values[3] = (const char *)pn_buf_rptr(&aa);
-	values[4] = (const char *)pn_buf_rptr(&mm);
-	values[5] = op->msg != NULL ? hsize : NULL;
-	for (int i = 0; i < M_COUNT; i++)
-		values[6 + i] = op->meta[i];
-	if (ret != 0 || store_pgtx_query(op->tx, &q, deliver_done, op) < 0) {
-		pn_buf_free(&aa);
-		pn_buf_free(&mm);
-		tx_failed(op, NULL, "deliver_message");
-		return;
-	}
-	pn_buf_free(&aa);
-	pn_buf_free(&mm);
-}
-
-static void dedup_done(void *ctx, struct store_pg_reply *reply)
-{
-	struct mail_op *op = ctx;
-	int rows;
-
-	if (reply->status != STORE_OK) {
-		tx_failed(op, reply, "duplicate check");
-		return;
-	}
-	rows = PQntuples(reply->res);
-	for (int r = 0; r < rows; r++) {
-		uint64_t a = col_u64(reply->res, r, 0), m = col_u64(reply->res, r, 1);
-
-		for (struct tgt *t = target_find(op, a, m, 0); t != NULL;
-		     t = target_find(op, a, m, (size_t)(t - op->t) + 1))
-			if (t->st == T_PENDING)
-				t->st = T_DUP;
-	}
-	tx_step_deliver(op);
-}
-
-/* Submits a statement over the pending targets' (account, mailbox)
- * arrays: the lock, or the duplicate check. */
-static int targets_query(struct mail_op *op, const struct store_pg_stmt *stmt,
-			 int nparams, store_pg_cb *cb)
-{
-	uint64_t *a = calloc(op->nt + 1, sizeof(*a)), *m = calloc(op->nt + 1, sizeof(*m));
-	struct pn_buf aa, mm;
-	char window[16];
-	const char *values[4];
-	struct store_pg_query q = { .stmt = stmt, .nparams = nparams, .values = values };
-	size_t n;
-	int ret = -1;
-
-	if (a == NULL || m == NULL) {
-		free(a);
-		free(m);
-		return -1;
-	}
-	n = pending_targets(op, a, m);
-	pn_buf_init(&aa, 1u << 20);
-	pn_buf_init(&mm, 1u << 20);
-	if (array_u64(&aa, a, n) == 0 && array_u64(&mm, m, n) == 0) {
-		snprintf(window, sizeof(window), "%u", op->d->window);
-		values[0] = (const char *)pn_buf_rptr(&aa);
-		values[1] = (const char *)pn_buf_rptr(&mm);
-		values[2] = op->meta[M_MESSAGE_ID];
-		values[3] = window;
-		ret = store_pgtx_query(op->tx, &q, cb, op);
-	}
-	free(a);
-	free(m);
-	pn_buf_free(&aa);
-	pn_buf_free(&mm);
-	return ret;
-}
-
-static void lock_done(void *ctx, struct store_pg_reply *reply)
-{
-	struct mail_op *op = ctx;
-
-	if (reply->status != STORE_OK) {
-		tx_failed(op, reply, "mailbox lock");
-		return;
-	}
-	/* a new statement: its snapshot sees what committed while we waited */
-	if (targets_query(op, op->d->st_dedup, 4, dedup_done) < 0)
-		tx_failed(op, NULL, "duplicate check");
-}
-
-static void tx_step_dedup(struct mail_op *op)
-{
-	bool any = false;
-
-	for (size_t i = 0; i < op->nt; i++)
-		if (op->t[i].st == T_PENDING)
-			any = true;
-	if (!any || op->meta[M_MESSAGE_ID] == NULL) {
-		tx_step_deliver(op);
-		return;
-	}
-	if (targets_query(op, op->d->st_lock, 2, lock_done) < 0)
-		tx_failed(op, NULL, "mailbox lock");
-}
-
-static void begin_done(void *ctx, struct store_pgtx *tx, struct store_pg_reply *reply)
-{
-	struct mail_op *op = ctx;
-
-	if (tx == NULL) {
-		snprintf(op->error, sizeof(op->error), "begin: %s", reply->error);
-		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
-		return;
-	}
-	op->tx = tx;
-	tx_step_dedup(op);
-}
-
-static void tx_begin(struct mail_op *op)
-{
-	if (store_pgtx_begin(op->d->pool, NULL, begin_done, op) < 0) {
-		set_error(op, "begin not submitted", NULL);
-		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
-	}
-}
-
-static int target_add(struct mail_op *op, size_t rcpt, uint64_t account, uint64_t mailbox,
-		      uint64_t tenant, const char *remote, int64_t quota_bytes)
-{
-	struct tgt *nt = realloc(op->t, (op->nt + 1) * sizeof(*nt));
-	struct tgt *t;
-
-	if (nt == NULL)
-		return -1;
-	op->t = nt;
-	t = &op->t[op->nt];
-	memset(t, 0, sizeof(*t));
-	t->rcpt = rcpt;
-	t->account_id = account;
-	t->mailbox_id = mailbox;
-	t->tenant_id = tenant;
-	t->quota_bytes = quota_bytes;
-	t->st = account != 0 ? T_PENDING : T_REMOTE;
-	if (remote != NULL && (t->remote = strdup(remote)) == NULL)
-		return -1;
-	op->nt++;
-	return 0;
-}
-
-/* Turns the resolve rows into targets; recipients without one get their
- * final status now. */
-static int targets_from_rows(struct mail_op *op, const PGresult *res)
-{
-	int rows = PQntuples(res), r = 0;
-
-	for (size_t i = 0; i < op->nrcpt; i++) {
-		int first = r;
-		size_t before = op->nt;
-		struct rcpt_eval e;
-
-		while (r < rows && col_u64(res, r, R_I) == i + 1)
-			r++;
-		for (int k = first; k < r; k++) {
-			bool remote;
-
-			if (PQgetisnull(res, k, R_ADDRESS))
-				continue;
-			remote = PQgetisnull(res, k, R_ACCOUNT);
-			if (remote && !col_bool(res, k, R_LOCALDOM) && op->account_id == 0)
-				continue;	/* relay */
-			if (remote && op->account_id != 0 && !col_bool(res, k, R_LOCALDOM)) {
-				/* submission to a foreign domain: the sender's tenant */
-				if (target_add(op, i, 0, 0, op->sender_tenant,
-					       PQgetvalue(res, k, R_ADDRESS), -1) < 0)
-					return -1;
-				continue;
-			}
-			if (remote) {
-				if (target_add(op, i, 0, 0, col_u64(res, k, R_TENANT),
-					       PQgetvalue(res, k, R_ADDRESS), -1) < 0)
-					return -1;
-				continue;
-			}
-			if (!col_bool(res, k, R_ENABLED) || PQgetisnull(res, k, R_MAILBOX))
-				continue;
-			if (target_add(op, i, col_u64(res, k, R_ACCOUNT), col_u64(res, k, R_MAILBOX),
-				       col_u64(res, k, R_TENANT), NULL, col_i64(res, k, R_QB)) < 0)
-				return -1;
-		}
-		if (op->nt > before)
-			continue;
-		rcpt_evaluate(res, first, r, 0, op->account_id != 0, false, &e);
-		op->res[i].status = e.disabled > 0 ? MAIL_DELIVER_DISABLED :
-			e.relay > 0 ? MAIL_DELIVER_RELAY_DENIED : MAIL_DELIVER_UNKNOWN;
-		op->rcpt_final[i] = true;
-	}
-	return 0;
-}
-
-static void resolve_done(void *ctx, struct store_pg_reply *reply)
-{
-	struct mail_op *op = ctx;
-
-	if (reply->status != STORE_OK) {
-		set_error(op, "resolve", reply->error);
+		set_error(op, "deliver_mail", reply->error[0] != '\0' ? reply->error : NULL);
 		rcpts_fail(op, reply->status == STORE_PERMANENT ? MAIL_DELIVER_PERMFAIL :
 			   MAIL_DELIVER_TEMPFAIL);
 		deliver_finish(op);
 		return;
 	}
-	if (targets_from_rows(op, reply->res) < 0) {
-		set_error(op, "out of memory", NULL);
+	disabled = calloc(op->nrcpt, sizeof(*disabled));
+	relay = calloc(op->nrcpt, sizeof(*relay));
+	if (disabled == NULL || relay == NULL ||
+	    targets_from_rows(op, reply->res, disabled, relay) < 0) {
+		/* committed, but we cannot tell what: the client retries and
+		 * the duplicate guard catches what was stored */
+		set_error(op, "deliver_mail: unexpected result", NULL);
 		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
-		return;
+	} else {
+		deliver_outcome(op, disabled, relay);
 	}
-	if (op->nt == 0) {
-		deliver_finish(op);
-		return;
-	}
-	if (build_blob(op) < 0) {
-		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
-		deliver_finish(op);
-		return;
-	}
-	tx_begin(op);
+	free(disabled);
+	free(relay);
+	deliver_finish(op);
 }
 
-/* Submits the resolution of every recipient. Returns 0, or -1 (nothing
- * submitted). */
-static int resolve_query(struct mail_op *op)
+/* Submits deliver_mail() (one statement: its own transaction). Returns 0,
+ * or -1 (nothing submitted). */
+static int deliver_query(struct mail_op *op)
 {
 	struct pn_buf arr;
-	const char *values[1];
-	struct store_pg_query q = { .stmt = op->d->st_resolve, .nparams = 1, .values = values };
+	char hsize[24], window[16], tenant[24], account[24];
+	char rpath[MAIL_DELIVERY_ADDRESS_MAX + 32];
+	int rlen;
+	const char *values[D_NPARAMS];
+	int lengths[D_NPARAMS] = { 0 }, formats[D_NPARAMS] = { 0 };
+	struct store_pg_query q = {
+		.stmt = op->d->st_deliver, .nparams = D_NPARAMS, .values = values,
+		.lengths = lengths, .formats = formats,
+	};
 	int ret;
 
+	/* RFC 5321 4.4: the reverse-path of MAIL FROM */
+	rlen = snprintf(rpath, sizeof(rpath), "Return-Path: <%s>\r\n", op->mail_from);
+	if (rlen < 0 || (size_t)rlen >= sizeof(rpath))
+		return -1;
 	pn_buf_init(&arr, (size_t)(2 * MAIL_DELIVERY_ADDRESS_MAX + 4) *
 		    (MAIL_DELIVERY_MAX_RCPTS + 1));
 	ret = array_text(&arr, op->rcpts, op->nrcpt);
+	if (op->msg != NULL)
+		snprintf(hsize, sizeof(hsize), "%zu", op->msg->root->hdr_size);
+	snprintf(window, sizeof(window), "%u", op->d->window);
+	snprintf(tenant, sizeof(tenant), "%" PRIu64, op->sender_tenant);
+	snprintf(account, sizeof(account), "%" PRIu64, op->account_id);
 	values[0] = (const char *)pn_buf_rptr(&arr);
+	values[1] = op->d->postmaster;
+	values[2] = op->account_id != 0 ? tenant : NULL;
+	values[3] = op->account_id != 0 ? account : NULL;
+	values[4] = op->mail_from;
+	values[5] = rpath;
+	lengths[5] = rlen;
+	formats[5] = 1;
+	values[6] = pn_buf_len(&op->body) > 0 ? (const char *)pn_buf_rptr(&op->body) : "";
+	lengths[6] = (int)pn_buf_len(&op->body);
+	formats[6] = 1;
+	values[7] = op->msg != NULL ? hsize : NULL;
+	for (int i = 0; i < M_COUNT; i++)
+		values[8 + i] = op->meta[i];
+	values[8 + M_COUNT] = window;
+	values[9 + M_COUNT] = op->envid;
+	values[10 + M_COUNT] = op->ret;
 	if (ret == 0)
-		ret = store_pgpool_query(op->d->pool, &q, resolve_done, op);
+		ret = store_pgpool_query(op->d->pool, &q, deliver_done, op);
 	pn_buf_free(&arr);
 	return ret;
 }
@@ -1407,8 +985,8 @@ static void from_check_done(void *ctx, struct store_pg_reply *reply)
 		return;
 	}
 	op->sender_tenant = col_u64(reply->res, 0, 0);
-	if (resolve_query(op) < 0) {
-		set_error(op, "resolve not submitted", NULL);
+	if (deliver_query(op) < 0) {
+		set_error(op, "delivery not submitted", NULL);
 		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
 		deliver_finish(op);
 	}
@@ -1459,22 +1037,18 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 		}
 		op->res[i].status = MAIL_DELIVER_TEMPFAIL;
 	}
-	/* HEADROOM bytes for our header lines, then the message with CRLF
-	 * line ends (a normalized message can at most double). */
-	/* bytea parameters are int-sized (and PostgreSQL stops at 1 GiB) */
-	if (req->message_len > ((size_t)INT_MAX - HEADROOM) / 2) {
+	/* The message with CRLF line ends (a normalized message can at most
+	 * double); bytea parameters are int-sized (and PostgreSQL stops at
+	 * 1 GiB), with room for our header lines in front. */
+	if (req->message_len > ((size_t)INT_MAX - PREFIX_MAX) / 2) {
 		*error_r = "mail_deliver: message too big";
 		op_free(op);
 		return NULL;
 	}
-	pn_buf_init(&op->body, HEADROOM + 2 * req->message_len + 1);
-	if (pn_buf_reserve(&op->body, HEADROOM) == NULL)
-		goto nomem;
-	pn_buf_commit(&op->body, HEADROOM);
+	pn_buf_init(&op->body, 2 * req->message_len + 1);
 	if (mail_crlf_normalize(req->message, req->message_len, &op->body) < 0)
 		goto nomem;
-	if (prepare_meta(op, op->body.data + op->body.start + HEADROOM,
-			 pn_buf_len(&op->body) - HEADROOM) < 0)
+	if (prepare_meta(op, pn_buf_rptr(&op->body), pn_buf_len(&op->body)) < 0)
 		goto nomem;
 	if (op->account_id != 0) {
 		if (op->nfrom == 0) {
@@ -1489,8 +1063,8 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 		}
 		return op;
 	}
-	if (resolve_query(op) < 0) {
-		*error_r = "recipient resolution not submitted";
+	if (deliver_query(op) < 0) {
+		*error_r = "delivery not submitted";
 		op_free(op);
 		return NULL;
 	}

@@ -4,7 +4,7 @@
  * check, one body stored once for three recipients, per-recipient results,
  * quota, plus-addressing into a folder, the duplicate guard, the cache
  * columns against the MIME library's output, outbound queueing of a
- * foreign recipient. Each run works in its own schema, dropped at the end.
+ * foreign recipient, RCPT TO:<Postmaster> (default and configured). Each run works in its own schema, dropped at the end.
  * Skipped without POSTERN_PG_DSN (a failure under CI=true).
  */
 #include "postern/buf.h"
@@ -392,6 +392,78 @@ PN_TEST(test_rcpt_tempfail)
 		CHECK(d2 == NULL);
 	}
 	store_pgpool_free(&bad);
+}
+
+/* RFC 5321 4.5.1: RCPT TO:<Postmaster> (no domain, any case) is accepted:
+ * postmaster@ the primary domain (the first created: ex.test) by default,
+ * the configured address otherwise. */
+PN_TEST(test_postmaster)
+{
+	struct mail_rcpt_info i;
+	struct deliver_res d;
+	const char *pm[] = { "Postmaster" };
+	const char *dests[] = { "carol@ex.test" };
+	const char *error = NULL;
+	int64_t before;
+	struct store_pgpool_settings ps = { .dsn = pool_dsn, .max_conns = 1,
+					    .query_timeout_ms = 5000 };
+	struct store_pgpool *pool2;
+	struct mail_delivery_settings ds = { .postmaster = "bob@ex.test" };
+	struct mail_delivery *keep = dlv;
+
+	/* no postmaster account or alias in ex.test yet: unknown, as any
+	 * address that names nobody */
+	i = rcpt("Postmaster", 0, false);
+	CHECK_INT(i.status, MAIL_RCPT_UNKNOWN);
+	if (store_alias_add(conn, "postmaster@ex.test", dests, 1, &error) < 0) {
+		fprintf(stderr, "alias: %s\n", error);
+		pn_test_failures_++;
+		return;
+	}
+	i = rcpt("Postmaster", 0, false);
+	CHECK_INT(i.status, MAIL_RCPT_OK);
+	CHECK_INT(i.account_id, id_carol);
+	CHECK_INT(rcpt("postMASTER", 0, false).status, MAIL_RCPT_OK);
+	/* only the bare word: a local part "postmasterx" or a domain is not it */
+	CHECK_INT(rcpt("postmasterx", 0, false).status, MAIL_RCPT_UNKNOWN);
+	CHECK_INT(rcpt("postmaster@nowhere.example", 0, false).status, MAIL_RCPT_RELAY_DENIED);
+	before = count_msgs(id_carol, "INBOX");
+	deliver(&d, "far@remote.example", pm, 1,
+		"Subject: to the postmaster\r\nMessage-ID: <pm1@remote.example>\r\n\r\nhi\r\n", 0);
+	CHECK_INT(d.r[0].status, MAIL_DELIVER_OK);
+	CHECK_INT(d.r[0].stored, 1);
+	CHECK_INT(count_msgs(id_carol, "INBOX"), before + 1);
+
+	/* a configured address wins over the primary domain's postmaster */
+	pool2 = store_pgpool_new(loop, &ps, &error);
+	CHECK(pool2 != NULL);
+	if (pool2 == NULL)
+		return;
+	ds.pool = pool2;
+	dlv = mail_delivery_new(&ds, &error);
+	CHECK(dlv != NULL);
+	if (dlv != NULL) {
+		i = rcpt("POSTMASTER", 0, false);
+		CHECK_INT(i.status, MAIL_RCPT_OK);
+		CHECK_INT(i.account_id, id_bob);
+		before = count_msgs(id_bob, "INBOX");
+		deliver(&d, "far@remote.example", pm, 1,
+			"Subject: to the postmaster\r\nMessage-ID: <pm2@remote.example>\r\n\r\nhi\r\n",
+			0);
+		CHECK_INT(d.r[0].status, MAIL_DELIVER_OK);
+		CHECK_INT(count_msgs(id_bob, "INBOX"), before + 1);
+		mail_delivery_free(&dlv);
+	}
+	dlv = keep;
+	/* not an address: refused when the context is made */
+	ds.postmaster = "postmaster";
+	CHECK(mail_delivery_new(&ds, &error) == NULL);
+	store_pgpool_free(&pool2);
+	{
+		char sql[] = "DELETE FROM aliases WHERE source = 'postmaster@ex.test'";
+
+		PQclear(q(sql, 0, NULL));
+	}
 }
 
 PN_TEST(test_sender_check)
@@ -807,6 +879,7 @@ int main(void)
 		PN_TEST_CASE(test_notification),
 		PN_TEST_CASE(test_duplicate_race),
 		PN_TEST_CASE(test_cancel),
+		PN_TEST_CASE(test_postmaster),	/* last: it stores into carol and bob */
 	};
 	struct store_pgpool_settings ps = { .max_conns = 2, .query_timeout_ms = 5000 };
 	struct mail_delivery_settings ds = { 0 };

@@ -6,9 +6,12 @@
 #include "body.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static __thread char errbuf[256];
 
@@ -221,6 +224,28 @@ const struct bn_body *bn_bodies_pick(const struct bn_bodies *b, uint64_t *rng)
 	return &b->items[b->n - 1];
 }
 
+/* A per-process value in every Message-ID: the message counter starts at 0
+ * in every run, and a server with a duplicate guard by Message-ID (Postern
+ * skips a message whose Message-ID its mailbox saved in the last minutes)
+ * would otherwise store nothing in a second run against the same users. */
+static uint32_t run_nonce(void)
+{
+	static _Atomic uint32_t nonce;
+	uint32_t v = atomic_load(&nonce);
+
+	if (v == 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		v = (uint32_t)(((uint64_t)ts.tv_sec * 1000000007u + (uint64_t)ts.tv_nsec) ^
+			       ((uint64_t)getpid() << 16)) | 1u;
+		uint32_t expected = 0;
+		if (!atomic_compare_exchange_strong(&nonce, &expected, v))
+			v = expected;
+	}
+	return v;
+}
+
 static int header_text(struct pn_buf *out, const char *rcpt, uint64_t id)
 {
 	size_t before = pn_buf_len(out);
@@ -234,7 +259,8 @@ static int header_text(struct pn_buf *out, const char *rcpt, uint64_t id)
 			  "MIME-Version: 1.0\r\n"
 			  "Content-Type: text/plain; charset=us-ascii\r\n",
 			  rcpt, (unsigned long long)id, (unsigned long long)id,
-			  (unsigned long long)(id * UINT64_C(0x9e3779b97f4a7c15))) < 0)
+			  (unsigned long long)((id * UINT64_C(0x9e3779b97f4a7c15)) ^
+					       ((uint64_t)run_nonce() << 32))) < 0)
 		return -1;
 	size_t used = pn_buf_len(out) - before;
 	/* "X-Pad: " + pad + CRLF + CRLF (end of header) fills up to the length */

@@ -100,6 +100,29 @@ static int check_cidr_list(const void *value, const char **error_r)
 	return 0;
 }
 
+/* RCPT TO:<Postmaster>'s address: empty, or local@domain of printable
+ * ASCII without spaces or angle brackets (it is resolved like any RCPT). */
+static int check_address(const void *value, const char **error_r)
+{
+	const char *s = *(char *const *)value;
+	const char *at = strrchr(s, '@');
+	size_t n = strlen(s);
+
+	if (n == 0)
+		return 0;
+	if (n > 254 || at == NULL || at == s || at[1] == '\0') {
+		*error_r = "an address local@domain (at most 254 characters) or empty";
+		return -1;
+	}
+	for (; *s != '\0'; s++) {
+		if (*s <= ' ' || *s >= 0x7f || *s == '<' || *s == '>') {
+			*error_r = "printable ASCII without spaces or angle brackets";
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Node and host names go into logs, greetings and Redis keys: letters,
  * digits and ".-_" only. Empty means "the host name". */
 static int check_name(const void *value, const char **error_r)
@@ -175,6 +198,8 @@ static const struct pn_config_def defs[] = {
 	  "POP3 autologout timer (RFC 1939 asks for at least 10 minutes)." },
 	{ "smtp_idle_timeout", PN_CFG_DURATION_RANGE(SEC(10), SEC(86400)), "5m", F(smtp_idle_timeout_ms), NULL,
 	  "SMTP, submission and LMTP connections silent this long get 421 and are closed (RFC 5321 4.5.3.2.7)." },
+	{ "postmaster_address", PN_CFG_STRING, "", F(postmaster_address), check_address,
+	  "Where RCPT TO:<Postmaster> (no domain, RFC 5321 4.5.1) is delivered, on MX and LMTP: an address in one of the cluster's domains (an alias there may forward it anywhere). Empty means postmaster@ the cluster's primary domain (the first one created); without an account, alias or catch-all for that address such mail is refused as unknown (550 5.1.1). Read at start." },
 	{ "drain_grace", PN_CFG_DURATION_RANGE(0, SEC(3600)), "30s", F(drain_grace_ms), NULL,
 	  "On SIGTERM: time from the start of the drain until the process exits, whatever is still open." },
 	{ "drain_spread", PN_CFG_DURATION_RANGE(0, SEC(3600)), "0", F(drain_spread_ms), NULL,

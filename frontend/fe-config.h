@@ -57,6 +57,7 @@ struct fe_config {
 	uint64_t imap_idle_timeout_ms;
 	uint64_t pop3_idle_timeout_ms;
 	uint64_t smtp_idle_timeout_ms;
+	char *postmaster_address;	/* "": the primary domain's postmaster */
 	uint64_t drain_grace_ms;
 	uint64_t drain_spread_ms;	/* 0: half of drain_grace */
 

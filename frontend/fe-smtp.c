@@ -74,7 +74,8 @@ static void td_init(void)
 }
 
 static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
-					     struct store_redis *redis, const char **error_r)
+					     struct store_redis *redis, const char *postmaster,
+					     const char **error_r)
 {
 	struct thread_delivery *td;
 
@@ -100,7 +101,9 @@ static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
 		mail_delivery_free(&td->dlv);
 	}
 	{
-		struct mail_delivery_settings set = { .pool = pool, .redis = redis };
+		struct mail_delivery_settings set = {
+			.pool = pool, .redis = redis, .postmaster = postmaster,
+		};
 
 		td->dlv = mail_delivery_new(&set, error_r);
 	}
@@ -177,7 +180,9 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 			const char *error = NULL;
 
 			f->pool = th->backend->pg;
-			f->dlv = thread_delivery(f->pool, th->backend->redis, &error);
+			f->dlv = thread_delivery(f->pool, th->backend->redis,
+						 th->node != NULL ? th->node->cfg.postmaster_address :
+						 NULL, &error);
 			if (f->dlv == NULL)
 				pn_warn("event=smtp_delivery_unavailable error=\"%s\"", error);
 		}

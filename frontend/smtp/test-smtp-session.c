@@ -897,6 +897,32 @@ PN_TEST(test_smuggling_variants)
 	}
 }
 
+/* RFC 5321 4.5.1 on LMTP too: <Postmaster> without a domain, in any case,
+ * is a recipient; the engine hands on "Postmaster" (the delivery side maps
+ * it to an address) and answers it by that name. */
+PN_TEST(test_lmtp_postmaster)
+{
+	struct smtp_settings set = settings(SMTP_MODE_LMTP);
+	struct h h;
+
+	start_with(&h, &set);
+	feed_str(&h, "LHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+	take(&h);
+	EXPECT(&h, "RCPT TO:<postMASTER>\r\n", "250 2.1.5 Ok\r\n");
+	CHECK_STR(h.rcpt_seen[h.rcpt_checks - 1], "Postmaster");
+	/* a local part alone is not Postmaster */
+	EXPECT(&h, "RCPT TO:<postmasters>\r\n",
+	       "501 5.1.3 Bad recipient address syntax: address needs @domain\r\n");
+	EXPECT(&h, "DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	EXPECT(&h, "hi\r\n.\r\n", "250 2.0.0 <Postmaster> Ok: queued as Q1\r\n");
+	CHECK_INT(h.delivers, 1);
+	if (h.delivers == 1) {
+		CHECK_INT(h.dl[0].rcpt_count, 1);
+		CHECK_STR(h.dl[0].rcpts[0], "Postmaster");
+	}
+	finish(&h);
+}
+
 PN_TEST(test_bare_lf_in_body_refused_lmtp)
 {
 	struct smtp_settings set = settings(SMTP_MODE_LMTP);
@@ -1634,6 +1660,7 @@ PN_TEST_MAIN("test-smtp-session",
 	     PN_TEST_CASE(test_dot_stuffing_every_split),
 	     PN_TEST_CASE(test_big_message_streams),
 	     PN_TEST_CASE(test_smuggling_variants),
+	     PN_TEST_CASE(test_lmtp_postmaster),
 	     PN_TEST_CASE(test_bare_lf_in_body_refused_lmtp),
 	     PN_TEST_CASE(test_bdat_every_split),
 	     PN_TEST_CASE(test_bdat_errors),

@@ -11,6 +11,9 @@ swaks) against a running postern-frontend and the harness' PostgreSQL:
   - STARTTLS command injection: commands sent in the same packet after
     STARTTLS are not executed
   - LMTP with good and bad recipients: one reply per accepted recipient
+  - RCPT TO:<Postmaster> (no domain, any case; RFC 5321 4.5.1) accepted on
+    MX (smtplib, swaks) and LMTP, and stored for the primary domain's
+    postmaster
   - the frontend killed (SIGKILL) in the middle of DATA and just after the
     final dot: nothing partial is visible, nothing acknowledged is lost, and
     the client's retry does not produce a second copy (duplicate guard)
@@ -138,6 +141,9 @@ class SmtpTest(unittest.TestCase):
         cls.ctl_run("domain", "add", "example.test", "--tenant", "demo")
         cls.ctl_run("user", "add", "demo@example.test", "--password-stdin", stdin="demo\n")
         cls.ctl_run("user", "add", "other@example.test", "--password-stdin", stdin="x\n")
+        # RCPT TO:<Postmaster> goes to postmaster@ the primary domain
+        # (example.test, the first one created): here an alias of demo
+        cls.ctl_run("alias", "add", "postmaster@example.test", "demo@example.test")
 
     @classmethod
     def start_frontend(cls):
@@ -407,6 +413,38 @@ class SmtpTest(unittest.TestCase):
         self.assertIsNotNone(self.stored_body("<lmtp-1@remote.example>"))
         self.assertIsNotNone(self.stored_body("<lmtp-1@remote.example>",
                                               "other@example.test"))
+
+    def test_postmaster_without_domain(self):
+        # MX, smtplib: RCPT TO:<Postmaster>
+        msg = self.message("<pm-mx@remote.example>", subject="abuse report")
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=10) as s:
+            s.ehlo("client.remote.example")
+            s.mail("far@remote.example")
+            code, text = s.rcpt("Postmaster")
+            self.assertEqual(code, 250, text)
+            code, text = s.data(msg)
+            self.assertEqual(code, 250, text)
+        body = self.stored_body("<pm-mx@remote.example>")
+        self.assertIsNotNone(body, "not stored for postmaster@example.test")
+        self.assertTrue(body.startswith(b"Return-Path: <far@remote.example>\r\n"
+                                        b"Delivered-To: Postmaster\r\n"), body[:120])
+        self.assertTrue(body.endswith(msg))
+        # LMTP, any case: one reply for the one recipient
+        with smtplib.LMTP("127.0.0.1", self.ports["lmtp"], timeout=10) as s:
+            refused = s.sendmail("far@remote.example", ["pOSTMASTER"],
+                                 self.message("<pm-lmtp@remote.example>"))
+            self.assertEqual(refused, {})
+        self.assertIsNotNone(self.stored_body("<pm-lmtp@remote.example>"))
+        # swaks when installed
+        swaks = shutil.which("swaks")
+        if swaks is not None:
+            p = subprocess.run([swaks, "--server", "127.0.0.1:%d" % self.ports["smtp"],
+                                "--from", "swaks@remote.example", "--to", "postmaster",
+                                "--header", "Message-Id: <pm-swaks@remote.example>",
+                                "--body", "to the postmaster"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIsNotNone(self.stored_body("<pm-swaks@remote.example>"), p.stdout)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@
  *                        transaction, report one status per recipient
  *                        after COMMIT, then publish a change notification
  *                        per mailbox on Redis (when a client is given).
+ *                        The transaction is one statement, deliver_mail()
+ *                        (storage/sql/005): one round trip, one commit.
  *
  * Decisions (docs/storage.md, "Delivery"):
  * - The body is the message with CRLF line ends (mail_crlf_normalize),
@@ -32,6 +34,8 @@
  *   disabled are skipped (logged). Remote alias destinations (forwarding)
  *   are queued in the outbound queue with the original envelope sender.
  * - Disabled accounts refuse mail (550 5.2.1), as the SMTP issue asks.
+ * - RCPT TO:<Postmaster> without a domain (RFC 5321 4.5.1) is the address
+ *   in the settings' postmaster, else postmaster@ the primary domain.
  * - Duplicate guard: when the message has a Message-ID and a target mailbox
  *   already holds a message with the same Message-ID saved within
  *   dedup_window_secs (an index probe, storage/sql/003), that target
@@ -68,6 +72,12 @@ struct mail_delivery_settings {
 	struct store_pgpool *pool;	/* required; outlives the delivery */
 	struct store_redis *redis;	/* optional: change notifications */
 	unsigned int dedup_window_secs;	/* 0: 600 (10 minutes) */
+	/* Where RCPT TO:<Postmaster> (RFC 5321 4.5.1: no domain, any case)
+	 * goes: an address user@domain in one of our domains (an alias there
+	 * may forward it anywhere), copied. NULL or "": postmaster@ the
+	 * cluster's primary domain (the first created); without an account,
+	 * alias or catch-all for it the recipient is UNKNOWN. */
+	const char *postmaster;
 };
 
 /* Creates the delivery context and declares its prepared statements on the
