@@ -1,10 +1,13 @@
 /* Tests of the body cache (postern/store-blob-cache.h): miss then hit with
  * the same bytes, LRU eviction order under the byte limit, the large-body
  * and off (0 bytes) refusals, a hold that outlives the eviction of its
- * entry, a second put of a key, table growth, the statistics, and two
+ * entry, a second put of a key, table growth, the statistics, the metric
+ * families, and two
  * threads putting, getting and releasing overlapping keys at once.
  */
 #include "postern/store-blob-cache.h"
+#include "postern/buf.h"
+#include "postern/metrics.h"
 #include "postern/testing.h"
 
 #include <pthread.h>
@@ -206,6 +209,39 @@ PN_TEST(test_growth)
 	store_blob_cache_free(&c);
 }
 
+PN_TEST(test_metrics)
+{
+	struct store_blob_cache *c = store_blob_cache_new(800);
+	struct pn_metrics *reg = pn_metrics_new();
+	const char *error = NULL;
+	struct pn_buf out;
+	char *text;
+
+	CHECK(c != NULL && reg != NULL);
+	CHECK_INT(store_blob_cache_metrics(c, reg, &error), 0);
+	CHECK(!has(c, 1, 100));
+	for (unsigned int n = 1; n <= 9; n++)	/* the ninth evicts the first */
+		CHECK(put(c, n, 100));
+	CHECK(has(c, 9, 100));
+	CHECK(has(c, 8, 100));
+	pn_buf_init(&out, 1 << 20);
+	CHECK_INT(pn_metrics_render(reg, &out), 0);
+	text = strndup((const char *)pn_buf_rptr(&out), pn_buf_len(&out));
+	CHECK(text != NULL);
+	if (text != NULL) {
+		CHECK(strstr(text, "postern_blob_cache_requests_total{result=\"hit\"} 2\n") != NULL);
+		CHECK(strstr(text, "postern_blob_cache_requests_total{result=\"miss\"} 1\n") != NULL);
+		CHECK(strstr(text, "postern_blob_cache_evictions_total 1\n") != NULL);
+		CHECK(strstr(text, "postern_blob_cache_bytes 800\n") != NULL);
+		CHECK(strstr(text, "postern_blob_cache_entries 8\n") != NULL);
+		CHECK(strstr(text, "postern_blob_cache_max_bytes 800\n") != NULL);
+	}
+	free(text);
+	pn_buf_free(&out);
+	store_blob_cache_free(&c);
+	pn_metrics_free(&reg);
+}
+
 struct worker {
 	struct store_blob_cache *c;
 	unsigned int seed;
@@ -258,4 +294,4 @@ PN_TEST(test_threads)
 PN_TEST_MAIN("test-blob-cache", PN_TEST_CASE(test_miss_then_hit), PN_TEST_CASE(test_lru_eviction),
 	     PN_TEST_CASE(test_refusals), PN_TEST_CASE(test_hold_outlives_eviction),
 	     PN_TEST_CASE(test_second_put_keeps_entry), PN_TEST_CASE(test_growth),
-	     PN_TEST_CASE(test_threads))
+	     PN_TEST_CASE(test_metrics), PN_TEST_CASE(test_threads))
