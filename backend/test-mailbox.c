@@ -1066,7 +1066,7 @@ PN_TEST(test_changes)
 	res_free(x);
 }
 
-/* The lock-free paths of migration 004: a SELECT with nothing to claim and
+/* The lock-free paths of migration 005: a SELECT with nothing to claim and
  * EXAMINE answer like the locked path; a poll finds a flag change alone,
  * an expunge alone and a new message, and with nothing changed gives the
  * mailbox row only. */

@@ -1,7 +1,7 @@
--- Postern mail store, schema version 4: read-only fast paths for IMAP
+-- Postern mail store, schema version 5: read-only fast paths for IMAP
 -- SELECT/EXAMINE (mailbox_select) and the changes poll (mailbox_changes).
 --
--- Until 003 both functions first locked the mailbox row (FOR UPDATE to
+-- Until 004 both functions first locked the mailbox row (FOR UPDATE to
 -- claim \Recent, FOR SHARE for EXAMINE) so that their several statements,
 -- each with its own snapshot under READ COMMITTED, saw one state of the
 -- mailbox. The lock gives the transaction an id and a WAL record, so every
