@@ -34,7 +34,7 @@ struct append_op {
 	mail_mbox_append_cb *cb;
 	void *ctx;
 	uint8_t sha[PN_SHA256_LEN];
-	char acc[24], size[24], date[24], flags[16];
+	char acc[24], size[24], date[24], date_tz[16], flags[16];
 	char name[MAIL_MBOX_NAME_MAX + 1];
 	char *keywords;
 	char *meta;
@@ -227,16 +227,17 @@ static void append_delivered(void *ctx, struct store_pg_reply *reply)
 
 static int append_deliver(struct append_op *op, const uint8_t *body, size_t len)
 {
-	const char *vals[10] = {
+	const char *vals[11] = {
 		op->acc, op->name, (const char *)op->sha, op->size, (const char *)body,
 		op->date, op->flags, op->keywords, op->meta, op->external ? "t" : "f",
+		op->date_tz[0] != '\0' ? op->date_tz : NULL,
 	};
-	int lens[10] = { 0, 0, PN_SHA256_LEN, 0, (int)len, 0, 0, 0, 0, 0 };
-	int fmts[10] = { 0, 0, 1, 0, 1, 0, 0, 0, 0, 0 };
+	int lens[11] = { 0, 0, PN_SHA256_LEN, 0, (int)len, 0, 0, 0, 0, 0, 0 };
+	int fmts[11] = { 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0 };
 
 	if (body == NULL)
 		vals[4] = NULL;
-	return mbox_run(op->st, MS_APPEND, 10, vals, lens, fmts, append_delivered, op);
+	return mbox_run(op->st, MS_APPEND, 11, vals, lens, fmts, append_delivered, op);
 }
 
 static void append_put(void *ctx, enum store_status status, const uint8_t sha[PN_SHA256_LEN],
@@ -269,6 +270,10 @@ int mail_mbox_append(struct mail_mbox_store *st, uint64_t account_id,
 
 	if (req == NULL || req->data == NULL || req->flags >= 32
 	    || req->keyword_count > MAIL_MBOX_KEYWORDS_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (req->has_date && (req->date_tz <= -6000 || req->date_tz >= 6000)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -306,6 +311,9 @@ int mail_mbox_append(struct mail_mbox_store *st, uint64_t account_id,
 	snprintf(op->size, sizeof(op->size), "%zu", req->len);
 	snprintf(op->date, sizeof(op->date), "%lld",
 		 (long long)(req->has_date ? req->date : time(NULL)));
+	/* without a date: the zone deliver_message() picks, as for delivery */
+	if (req->has_date)
+		snprintf(op->date_tz, sizeof(op->date_tz), "%d", req->date_tz);
 	snprintf(op->flags, sizeof(op->flags), "%u", req->flags);
 	op->external = st->blob != NULL && store_blob_external(st->blob);
 	if (op->external)
@@ -407,6 +415,7 @@ static void scan_emit(struct mbox_scan *sc, const uint8_t *data, size_t len)
 		.keywords = sc->lists[r],
 		.keyword_count = sc->counts[r],
 		.internaldate = (time_t)strtoll(PQgetvalue(res, r, 4), NULL, 10),
+		.internaldate_tz = (int)strtol(PQgetvalue(res, r, 10), NULL, 10),
 		.size = mbox_u64(res, r, 5),
 		.envelope = PQgetisnull(res, r, 6) ? NULL : PQgetvalue(res, r, 6),
 		.bodystructure = PQgetisnull(res, r, 7) ? NULL : PQgetvalue(res, r, 7),

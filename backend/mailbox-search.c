@@ -182,6 +182,9 @@ static void gen_text(struct sqlgen *g, const char *s)
 }
 
 /* text, then the number v */
+/* The zone of a message's internal date as an interval. */
+#define IDATE_ZONE_SQL "make_interval(mins => m.internaldate_tz)"
+
 static void gen_num(struct sqlgen *g, const char *text, long long v)
 {
 	if (pn_buf_printf(&g->sql, "%s%lld", text, v) < 0)
@@ -255,19 +258,22 @@ static bool gen_node(struct sqlgen *g, const struct mail_search_node *n)
 		gen_param(g, "::text", n->str);
 		gen_text(g, "))");
 		return true;
+	/* The day of the internal date in its own zone (RFC 3501 6.4.4
+	 * "disregarding time and timezone", as Dovecot): the local midnight
+	 * of day D is the instant D * 86400 - zone. */
 	case MAIL_SK_BEFORE:
 		gen_num(g, "m.internaldate < to_timestamp(", n->day * DAY_SECS);
-		gen_text(g, ")");
+		gen_text(g, ") - " IDATE_ZONE_SQL);
 		return true;
 	case MAIL_SK_ON:
 		gen_num(g, "(m.internaldate >= to_timestamp(", n->day * DAY_SECS);
-		gen_text(g, ")");
+		gen_text(g, ") - " IDATE_ZONE_SQL);
 		gen_num(g, " AND m.internaldate < to_timestamp(", (n->day + 1) * DAY_SECS);
-		gen_text(g, "))");
+		gen_text(g, ") - " IDATE_ZONE_SQL ")");
 		return true;
 	case MAIL_SK_SINCE:
 		gen_num(g, "m.internaldate >= to_timestamp(", n->day * DAY_SECS);
-		gen_text(g, ")");
+		gen_text(g, ") - " IDATE_ZONE_SQL);
 		return true;
 	/* The Date: header's own zone is at most a day off UTC; a message
 	 * without a usable Date: is judged by its internal date. */
@@ -320,7 +326,7 @@ static long sent_day(const struct mail_message *msg, const struct mail_mbox_msg 
 {
 	struct mail_header_field f;
 	struct pn_buf v;
-	long day = mail_date_day(m->internaldate, 0);
+	long day = mail_date_day(m->internaldate, m->internaldate_tz);
 	time_t t;
 	int tz;
 
@@ -355,7 +361,7 @@ static bool in_uidset(const struct mail_uidset *s, uint32_t uid)
 static int eval(struct search_op *op, const struct mail_search_node *n,
 		const struct mail_mbox_msg *m, const struct mail_message *msg)
 {
-	long iday = mail_date_day(m->internaldate, 0);
+	long iday = mail_date_day(m->internaldate, m->internaldate_tz);
 	const struct mail_search_key *key;
 	int r;
 
@@ -545,7 +551,8 @@ int mail_mbox_search(struct mail_mbox_store *st, uint64_t account_id, uint64_t m
 	gen_text(&g, "SELECT m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' '),"
 		 " extract(epoch FROM m.internaldate)::bigint, m.size, NULL, NULL,"
 		 " encode(m.blob_sha256, 'hex'), CASE WHEN $5 THEN (SELECT b.body FROM"
-		 " mail_blobs b WHERE b.sha256 = m.blob_sha256) END FROM messages m"
+		 " mail_blobs b WHERE b.sha256 = m.blob_sha256) END, m.internaldate_tz"
+		 " FROM messages m"
 		 " WHERE m.account_id = $1 AND m.mailbox_id = $2 AND m.uid >= $3 AND ");
 	(void)gen_node(&g, op->tree);
 	gen_text(&g, " ORDER BY m.uid LIMIT $4");

@@ -43,24 +43,29 @@ static const struct {
 	[MS_DELETE] = { "mbox_delete", 2,
 		"SELECT (SELECT mb.id FROM mailboxes mb WHERE mb.account_id = $1"
 		" AND mb.name = $2), mailbox_delete($1, $2)" },
+	/* The subqueries see the names before the rename (the statement's
+	 * snapshot): the old mailbox and its inferiors, to notify. */
 	[MS_RENAME] = { "mbox_rename", 3,
 		"SELECT mailbox_rename($1, $2, $3), (SELECT mb.id FROM mailboxes mb"
-		" WHERE mb.account_id = $1 AND mb.name = $2)" },
+		" WHERE mb.account_id = $1 AND mb.name = $2),"
+		" (SELECT string_agg(mb.id::text, ',') FROM mailboxes mb"
+		" WHERE mb.account_id = $1 AND $2 <> 'INBOX'"
+		" AND left(mb.name, length($2) + 1) = $2 || '/')" },
 	[MS_SUBSCRIBE] = { "mbox_subscribe", 3,
 		"UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1 AND name = $2"
 		" RETURNING id" },
-	[MS_APPEND] = { "mbox_append", 10,
+	[MS_APPEND] = { "mbox_append", 11,
 		"SELECT d.mailbox_id, d.uid, d.modseq, d.status, mb.uidvalidity"
 		" FROM mailboxes mb, LATERAL deliver_message($3::bytea, $4::bigint, $5::bytea,"
 		" ARRAY[$1::bigint], ARRAY[mb.id], to_timestamp($6::double precision),"
-		" $7::integer, $8::text[], $9::jsonb, true, $10::boolean) d"
+		" $7::integer, $8::text[], $9::jsonb, true, $10::boolean, $11::integer) d"
 		" WHERE mb.account_id = $1 AND mb.name = $2 AND NOT mb.noselect" },
 	[MS_FETCH] = { "mbox_fetch", 7,
 		"SELECT m.uid, m.modseq, m.flags, array_to_string(m.keywords, ' '),"
 		" extract(epoch FROM m.internaldate)::bigint, m.size, m.envelope,"
 		" m.bodystructure, encode(m.blob_sha256, 'hex'), CASE WHEN $7 THEN"
-		" (SELECT b.body FROM mail_blobs b WHERE b.sha256 = m.blob_sha256) END"
-		" FROM messages m WHERE m.account_id = $1 AND m.mailbox_id = $2"
+		" (SELECT b.body FROM mail_blobs b WHERE b.sha256 = m.blob_sha256) END,"
+		" m.internaldate_tz FROM messages m WHERE m.account_id = $1 AND m.mailbox_id = $2"
 		" AND " UIDSET_SQL " ORDER BY m.uid LIMIT $6" },
 	[MS_STORE] = { "mbox_store", 9,
 		"SELECT s.uid, s.modseq, s.flags, array_to_string(s.keywords, ' '), s.updated"
@@ -84,7 +89,8 @@ static const struct {
 		" CASE WHEN $6 THEN ARRAY(SELECT m.uid FROM messages m WHERE m.account_id = $1"
 		" AND m.mailbox_id = $2 AND " UIDSET_SQL ") END, true) e" },
 	[MS_CHANGES] = { "mbox_changes", 5,
-		"SELECT c.kind, c.uid, c.modseq, c.flags, c.keywords, c.extra, c.uidvalidity"
+		"SELECT c.kind, c.uid, c.modseq, c.flags, c.keywords, c.extra, c.uidvalidity,"
+		" (SELECT mb.name FROM mailboxes mb WHERE mb.account_id = $1 AND mb.id = $2)"
 		" FROM mailbox_changes($1, $2, $3, $4, $5) c" },
 	/* the bodies a FETCH did not find in the cache: $1 is a comma list of
 	 * hex SHA-256 (the result is read in binary: no hex on either side) */
@@ -854,10 +860,22 @@ static void done_done(void *ctx, struct store_pg_reply *reply)
 			break;
 		case MS_RENAME:
 			id = mbox_u64(reply->res, 0, 0);
-			if (op->inbox)
+			if (op->inbox) {
 				mbox_notify(op->st, op->account_id, mbox_u64(reply->res, 0, 1), 0, 0);
-			else
-				mbox_notify(op->st, op->account_id, id, 0, 0);
+				break;
+			}
+			/* sessions with it or an inferior selected find it
+			 * renamed (IMAP: BYE) */
+			mbox_notify(op->st, op->account_id, id, 0, 0);
+			for (const char *p = PQgetvalue(reply->res, 0, 2); *p != '\0';) {
+				char *end;
+				uint64_t inferior = strtoull(p, &end, 10);
+
+				if (end == p)
+					break;
+				mbox_notify(op->st, op->account_id, inferior, 0, 0);
+				p = *end == ',' ? end + 1 : end;
+			}
 			break;
 		default:
 			break;
@@ -969,6 +987,7 @@ static void changes_done(void *ctx, struct store_pg_reply *reply)
 		op->cb(op->ctx, MAIL_MBOX_TEMPFAIL, NULL, "out of memory");
 		goto out;
 	}
+	ch.name = PQgetvalue(reply->res, 0, 7);
 	ch.uidnext = (uint32_t)mbox_u64(reply->res, 0, 1);
 	ch.highestmodseq = mbox_u64(reply->res, 0, 2);
 	ch.recent_after = (uint32_t)mbox_u64(reply->res, 0, 5);

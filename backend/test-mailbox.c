@@ -86,6 +86,8 @@ struct res {
 	bool updated[MAXN];
 	char kw[MAXN][128];
 	time_t idate[MAXN];
+	int idate_tz[MAXN];
+	char name[256];
 	uint64_t size[MAXN];
 	char envelope[MAXN][512];
 	char bodystructure[MAXN][512];
@@ -205,6 +207,7 @@ static void msg_cb(void *ctx, const struct mail_mbox_msg *m)
 	x->flags[i] = m->flags;
 	join_kw(x->kw[i], sizeof(x->kw[i]), m->keywords, m->keyword_count);
 	x->idate[i] = m->internaldate;
+	x->idate_tz[i] = m->internaldate_tz;
 	x->size[i] = m->size;
 	snprintf(x->envelope[i], sizeof(x->envelope[i]), "%s", m->envelope ? m->envelope : "");
 	snprintf(x->bodystructure[i], sizeof(x->bodystructure[i]), "%s",
@@ -275,6 +278,7 @@ static void changes_cb(void *ctx, enum mail_mbox_result r, const struct mail_mbo
 	snprintf(x->error, sizeof(x->error), "%s", error);
 	if (c == NULL)
 		return;
+	snprintf(x->name, sizeof(x->name), "%s", c->name);
 	x->uidvalidity = c->uidvalidity;
 	x->uidnext = c->uidnext;
 	x->modseq = c->highestmodseq;
@@ -1270,6 +1274,140 @@ PN_TEST(test_search)
 	CHECK(mail_mbox_search(st, acc, inbox, &n, search_cb, NULL) < 0);
 }
 
+/* Migration 004: INTERNALDATE with its zone through APPEND, FETCH, COPY,
+ * MOVE and SEARCH BEFORE/ON/SINCE (the day in the message's own zone). */
+PN_TEST(test_internaldate_zone)
+{
+	uint64_t acc = new_account(), inbox;
+	struct res *x;
+	time_t t1, t2;
+	int tz1, tz2, pg_tz;
+	char out[MAIL_IMAP_DATETIME_LEN + 1];
+	struct mail_uid_range all = { 1, 100 }, r1 = { 1, 1 }, r2 = { 2, 2 };
+	struct mail_uidset sall = { &all, 1 }, s1 = { &r1, 1 }, s2 = { &r2, 1 };
+	struct mail_search_node n = { 0 };
+	const char *error;
+	PGresult *pr;
+
+	CHECK(acc != 0);
+	/* 17 Jul 09:44:25 UTC, 16 Jul 23:30 in -0700 (17 Jul 06:30 UTC) */
+	CHECK(mail_imap_datetime_parse("17-Jul-1996 02:44:25 -0700", 26, &t1, &tz1) == 0);
+	CHECK(mail_imap_datetime_parse("16-Jul-1996 23:30:00 -0700", 26, &t2, &tz2) == 0);
+	{
+		struct mail_mbox_append a = {
+			.mailbox = "INBOX", .data = (const uint8_t *)msg1, .len = strlen(msg1),
+			.has_date = true, .date = t1, .date_tz = tz1,
+		};
+
+		x = res_new();
+		CHECK(mail_mbox_append(st, acc, &a, append_cb, x) == 0);
+		CHECK(run_until(&x->done));
+		CHECK_INT(x->r, MAIL_MBOX_OK);
+		inbox = x->id;
+		res_free(x);
+		a.date = t2;
+		a.date_tz = tz2;
+		a.data = (const uint8_t *)msg2;
+		a.len = strlen(msg2);
+		x = res_new();
+		CHECK(mail_mbox_append(st, acc, &a, append_cb, x) == 0);
+		CHECK(run_until(&x->done));
+		CHECK_INT(x->r, MAIL_MBOX_OK);
+		res_free(x);
+		/* a zone IMAP cannot write is refused before any I/O */
+		a.date_tz = 6000;
+		errno = 0;
+		CHECK(mail_mbox_append(st, acc, &a, append_cb, NULL) < 0);
+		CHECK_INT(errno, EINVAL);
+	}
+	/* without a date: now, in the zone of the database connection */
+	CHECK_INT(do_append(acc, "INBOX", msg1, 0, NULL, 0, NULL), 3);
+	pr = store_pg_exec(sync_conn, "SELECT (extract(timezone FROM now()) / 60)::integer",
+			   0, NULL, &error);
+	CHECK(pr != NULL);
+	pg_tz = pr != NULL ? atoi(PQgetvalue(pr, 0, 0)) : -1;
+	PQclear(pr);
+
+	x = do_fetch(acc, inbox, &sall, false);
+	CHECK_INT(x->count, 3);
+	CHECK_INT(x->idate[0], t1);
+	CHECK_INT(x->idate_tz[0], -420);
+	mail_imap_datetime_format(x->idate[0], x->idate_tz[0], out);
+	CHECK_STR(out, "17-Jul-1996 02:44:25 -0700");
+	CHECK_INT(x->idate[1], t2);
+	CHECK_INT(x->idate_tz[1], -420);
+	CHECK_INT(x->idate_tz[2], pg_tz);
+	CHECK(x->idate[2] > t1);
+	res_free(x);
+
+	/* day in the message's own zone: message 2 is on 16 Jul (-0700)
+	 * although it is 17 Jul in UTC */
+	n = (struct mail_search_node){ .type = MAIL_SK_ON, .day = mail_days_from_civil(1996, 7, 16) };
+	SEARCH(&n, "2");
+	n.day = mail_days_from_civil(1996, 7, 17);
+	SEARCH(&n, "1");
+	n = (struct mail_search_node){ .type = MAIL_SK_BEFORE,
+				       .day = mail_days_from_civil(1996, 7, 17) };
+	SEARCH(&n, "2");
+	n = (struct mail_search_node){ .type = MAIL_SK_SINCE,
+				       .day = mail_days_from_civil(1996, 7, 17) };
+	SEARCH(&n, "1,3");
+
+	/* COPY keeps the zone, MOVE too */
+	CHECK_INT(do_simple('c', acc, "Zoned", NULL, NULL), MAIL_MBOX_OK);
+	x = res_new();
+	CHECK(mail_mbox_copy(st, acc, inbox, &s1, "Zoned", false, copy_cb, x) == 0);
+	CHECK(run_until(&x->done));
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	res_free(x);
+	x = res_new();
+	CHECK(mail_mbox_copy(st, acc, inbox, &s2, "Zoned", true, copy_cb, x) == 0);
+	CHECK(run_until(&x->done));
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	res_free(x);
+	x = do_select(acc, "Zoned", false);
+	{
+		uint64_t zoned = x->id;
+
+		res_free(x);
+		x = do_fetch(acc, zoned, &sall, false);
+	}
+	CHECK_INT(x->count, 2);
+	CHECK_INT(x->idate[0], t1);
+	CHECK_INT(x->idate_tz[0], -420);
+	CHECK_INT(x->idate[1], t2);
+	CHECK_INT(x->idate_tz[1], -420);
+	res_free(x);
+}
+
+/* The changes read names the mailbox as it is now: a rename by another
+ * session shows, a delete is NONEXISTENT (the IMAP session's BYE). */
+PN_TEST(test_changes_name)
+{
+	uint64_t acc = new_account(), box;
+	struct res *x;
+
+	CHECK(acc != 0);
+	CHECK_INT(do_simple('c', acc, "Proj/Box", NULL, NULL), MAIL_MBOX_OK);
+	x = do_select(acc, "Proj/Box", true);
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	box = x->id;
+	res_free(x);
+	x = do_changes(acc, box, 0, 1, true);
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	CHECK_STR(x->name, "Proj/Box");
+	res_free(x);
+	CHECK_INT(do_simple('r', acc, "Proj", "Old", NULL), MAIL_MBOX_OK);
+	x = do_changes(acc, box, 0, 1, true);
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	CHECK_STR(x->name, "Old/Box");
+	res_free(x);
+	CHECK_INT(do_simple('d', acc, "Old/Box", NULL, NULL), MAIL_MBOX_OK);
+	x = do_changes(acc, box, 0, 1, false);
+	CHECK_INT(x->r, MAIL_MBOX_NONEXISTENT);
+	res_free(x);
+}
+
 PN_TEST(test_delete_rename)
 {
 	uint64_t acc = new_account(), inbox, id = 0, id2 = 0;
@@ -1754,6 +1892,8 @@ int main(void)
 		PN_TEST_CASE(test_fast_paths),
 		PN_TEST_CASE(test_search),
 		PN_TEST_CASE(test_delete_rename),
+		PN_TEST_CASE(test_internaldate_zone),
+		PN_TEST_CASE(test_changes_name),
 		PN_TEST_CASE(test_quota),
 		PN_TEST_CASE(test_redis_down),
 		PN_TEST_CASE(test_external_blobs),

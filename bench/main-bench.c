@@ -43,6 +43,7 @@ static void usage(FILE *f)
 	      "  --settle S              idle: seconds between all held and measuring (default 1)\n"
 	      "  --connect-burst N       idle: connects in flight per thread (default 64)\n"
 	      "  --json FILE             write the JSON report to FILE (- = stdout)\n"
+	      "  --series MS             JSON: completed/failed units per MS-ms bucket\n"
 	      "  --tag TEXT              copied into the JSON report\n"
 	      "  --quiet                 no text report\n"
 	      "Script format: bench/script.h; examples: bench/scripts/.\n",
@@ -119,7 +120,7 @@ enum {
 	O_CONNECT = 256, O_THREADS, O_CONNS, O_MODE, O_RATE, O_DURATION, O_WARMUP, O_COUNT,
 	O_DRAIN, O_USERS, O_USER_PATTERN, O_PASSWORD, O_TLS, O_TLS_CA, O_SNI, O_TIMEOUT,
 	O_MSG_SIZE, O_MSG_FILE, O_PIDS, O_HOLD, O_SETTLE, O_BURST, O_JSON, O_TAG, O_QUIET,
-	O_HELP,
+	O_SERIES, O_HELP,
 };
 
 int main(int argc, char **argv)
@@ -148,6 +149,7 @@ int main(int argc, char **argv)
 		{ "settle", required_argument, NULL, O_SETTLE },
 		{ "connect-burst", required_argument, NULL, O_BURST },
 		{ "json", required_argument, NULL, O_JSON },
+		{ "series", required_argument, NULL, O_SERIES },
 		{ "tag", required_argument, NULL, O_TAG },
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "help", no_argument, NULL, O_HELP },
@@ -250,6 +252,10 @@ int main(int argc, char **argv)
 			cfg.connect_burst = (unsigned int)v;
 			break;
 		case O_JSON: json = optarg; break;
+		case O_SERIES:
+			bad = parse_uint(optarg, 60000, &v) < 0 || v == 0;
+			cfg.series_bucket_ns = v * 1000000u;
+			break;
 		case O_TAG: meta.tag = optarg; break;
 		case O_QUIET: quiet = true; break;
 		case O_HELP: case 'h':
@@ -275,6 +281,10 @@ int main(int argc, char **argv)
 	}
 	if (cfg.duration_s == 0 && cfg.count == 0 && cfg.mode != BN_MODE_IDLE) {
 		fprintf(stderr, "postern-bench: --duration 0 needs --count\n");
+		return 2;
+	}
+	if (cfg.series_bucket_ns > 0 && (cfg.duration_s == 0 || cfg.mode == BN_MODE_IDLE)) {
+		fprintf(stderr, "postern-bench: --series needs --duration (not idle mode)\n");
 		return 2;
 	}
 	if (cfg.threads > cfg.conns)
@@ -353,6 +363,8 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	if (res != NULL)
+		bn_results_free(res);
 	free(res);
 	pn_tls_ctx_free(&tls);
 	bn_bodies_free(&bodies);

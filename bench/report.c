@@ -179,7 +179,25 @@ void bn_report_json(FILE *f, const struct bn_config *cfg, const struct bn_result
 		bn_json_string(f, r->samples[k]);
 		first = false;
 	}
-	fprintf(f, "}");
+	fprintf(f, "},\n  \"failed_before_reply\": %llu,\n  \"failed_after_reply\": %llu",
+		(unsigned long long)r->failed_before_reply,
+		(unsigned long long)r->failed_after_reply);
+	if (r->series.bucket_ns > 0) {
+		const struct bn_series *se = &r->series;
+		uint32_t n = bn_series_used(se, (uint64_t)(r->elapsed_s * 1e9));
+
+		fprintf(f, ",\n  \"series\": {\"bucket_ms\": %.3f, \"start_mono_ns\": %llu, "
+			   "\"buckets\": %u, \"outside\": %llu",
+			(double)se->bucket_ns / 1e6, (unsigned long long)r->start_mono_ns, n,
+			(unsigned long long)se->outside);
+		for (unsigned int k = 0; k < BN_SERIES_KINDS; k++) {
+			fprintf(f, ",\n    \"%s\": [", bn_series_kind_names[k]);
+			for (uint32_t i = 0; i < n; i++)
+				fprintf(f, "%s%u", i > 0 ? "," : "", se->counts[i][k]);
+			fprintf(f, "]");
+		}
+		fprintf(f, "}");
+	}
 	if (cfg->mode == BN_MODE_IDLE) {
 		fprintf(f, ",\n  \"held\": %llu,\n  \"memory\": [", (unsigned long long)r->held);
 		for (unsigned int i = 0; i < r->npids; i++) {

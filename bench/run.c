@@ -43,6 +43,7 @@ struct shared {
 	atomic_uint_fast64_t held;
 	atomic_uint_fast64_t idle_failed;
 	atomic_uint_fast64_t msg_id;
+	_Atomic uint64_t t0;		/* start of the recorded interval; 0 before */
 };
 
 enum conn_state { CS_IDLE, CS_WAIT, CS_CONNECTING, CS_RUNNING, CS_DONE };
@@ -80,6 +81,7 @@ struct conn {
 	uint64_t nsend;
 	uint64_t t_unit, t_step, t_connect, deadline;
 	bool unit_fresh, unit_open, eof, held;
+	bool replied;			/* this session read its first reply */
 	uint64_t stream_send_left, stream_recv_left;
 	unsigned int chunk;
 };
@@ -179,6 +181,20 @@ static void record_label(struct conn *c, int label, uint64_t start)
 		bn_hist_record(&t->r->labels[label], since(start));
 }
 
+/* One event of the time series, while recording. */
+static void series_event(struct thread *t, enum bn_series_kind kind)
+{
+	uint64_t t0 = atomic_load_explicit(&t->sh->t0, memory_order_acquire);
+
+	if (t->r->series.bucket_ns == 0)
+		return;
+	if (t0 == 0) {
+		t->r->series.outside++;
+		return;
+	}
+	bn_series_add(&t->r->series, t0, now_ns(), kind);
+}
+
 static void unit_done(struct conn *c)
 {
 	struct thread *t = c->t;
@@ -186,6 +202,7 @@ static void unit_done(struct conn *c)
 	if (recording(t)) {
 		t->r->units++;
 		bn_hist_record(&t->r->unit, since(c->t_unit));
+		series_event(t, BN_SERIES_DONE);
 	}
 	atomic_fetch_add_explicit(&t->sh->units_done, 1, memory_order_relaxed);
 }
@@ -334,6 +351,12 @@ static void conn_error(struct conn *c, enum bn_err kind, const char *fmt, ...)
 	}
 	if (recording(t) || t->cfg->mode == BN_MODE_IDLE) {
 		t->r->errors[kind]++;
+		if (c->replied)
+			t->r->failed_after_reply++;
+		else
+			t->r->failed_before_reply++;
+		if (recording(t))
+			series_event(t, c->replied ? BN_SERIES_FAIL_LATE : BN_SERIES_FAIL_EARLY);
 		if (t->r->samples[kind][0] == '\0') {
 			va_list ap;
 			va_start(ap, fmt);
@@ -374,6 +397,7 @@ static void connect_now(struct conn *c)
 	c->pc = 0;
 	c->nsend = 0;
 	c->eof = false;
+	c->replied = false;
 	c->tag[0] = '\0';
 	set_user(c);
 	int fd = pn_socket_tcp(sa->sa_family, &err);
@@ -858,6 +882,7 @@ static void advance(struct conn *c)
 				return;
 			}
 			record_label(c, st->label, c->t_step);
+			c->replied = true;
 			c->in_expect = false;
 			c->deadline = 0;
 			c->pc++;
@@ -890,6 +915,7 @@ static void advance(struct conn *c)
 				return;
 			}
 			record_label(c, st->label, c->t_step);
+			c->replied = true;
 			c->in_expect = false;
 			c->deadline = 0;
 			c->pc++;
@@ -1274,6 +1300,8 @@ static void merge(struct bn_results *dst, const struct bn_results *src)
 	dst->bytes_in += src->bytes_in;
 	dst->bytes_out += src->bytes_out;
 	dst->held += src->held;
+	dst->failed_before_reply += src->failed_before_reply;
+	dst->failed_after_reply += src->failed_after_reply;
 	bn_hist_merge(&dst->unit, &src->unit);
 	bn_hist_merge(&dst->connect, &src->connect);
 	for (unsigned int i = 0; i < BN_MAX_LABELS; i++)
@@ -1365,6 +1393,12 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 			break;
 		}
 		results_init(t->r);
+		if (cfg->series_bucket_ns > 0 && cfg->mode != BN_MODE_IDLE &&
+		    bn_series_init(&t->r->series, cfg->series_bucket_ns,
+				   (uint64_t)((cfg->duration_s + 1.0) * 1e9), error_r) < 0) {
+			rc = -1;
+			break;
+		}
 		for (unsigned int k = 0; k < n; k++) {
 			struct conn *c = &t->conns[k];
 			c->t = t;
@@ -1386,6 +1420,7 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		read_cpu(&busy0, &total0);
 		cpu0 = self_cpu();
 		t0 = now_ns();
+		atomic_store(&sh.t0, t0);
 	}
 	for (unsigned int i = 0; rc == 0 && i < cfg->threads; i++) {
 		if (pthread_create(&ts[i].th, NULL, thread_main, &ts[i]) != 0) {
@@ -1421,6 +1456,7 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 			read_cpu(&busy0, &total0);
 			cpu0 = self_cpu();
 			t0 = now_ns();
+			atomic_store(&sh.t0, t0);
 			atomic_store(&sh.recording, true);
 		}
 		uint64_t end = cfg->duration_s > 0 ? t0 + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
@@ -1447,6 +1483,7 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 	res->machine_busy_s = (double)(busy1 - busy0) / (double)hz;
 	res->machine_total_s = (double)(total1 - total0) / (double)hz;
 	res->elapsed_s = (double)(t1 - t0) / 1e9;
+	res->start_mono_ns = t0;
 
 	for (unsigned int i = 0; i < started; i++) {
 		/* a thread whose loop failed to start has already returned */
@@ -1464,6 +1501,11 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 		}
 		if (ts[i].r != NULL) {
 			merge(res, ts[i].r);
+			if (bn_series_merge(&res->series, &ts[i].r->series) < 0 && rc == 0) {
+				*error_r = "time series: out of memory";
+				rc = -1;
+			}
+			bn_series_free(&ts[i].r->series);
 			free(ts[i].r);
 		}
 	}
@@ -1481,4 +1523,9 @@ int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **err
 	free(conns);
 	free(ts);
 	return rc;
+}
+
+void bn_results_free(struct bn_results *res)
+{
+	bn_series_free(&res->series);
 }

@@ -30,6 +30,7 @@
 #include "body.h"
 #include "hist.h"
 #include "script.h"
+#include "series.h"
 
 struct pn_tls_ctx;
 
@@ -74,6 +75,9 @@ struct bn_config {
 	unsigned int npids;
 	double hold_s, settle_s;
 	unsigned int connect_burst;	/* idle: connects in flight per thread */
+	/* time series of completed/failed units per bucket (0: off); needs
+	 * duration_s > 0 and a mode other than idle */
+	uint64_t series_bucket_ns;
 };
 
 struct bn_mem {
@@ -100,12 +104,21 @@ struct bn_results {
 	uint64_t held;			/* connections that reached hold */
 	struct bn_mem mem_before[BN_MAX_PIDS], mem_after[BN_MAX_PIDS];
 	unsigned int npids;
+	/* time series (cfg->series_bucket_ns): buckets from start_mono_ns,
+	 * the start of the recorded interval on CLOCK_MONOTONIC */
+	uint64_t start_mono_ns;
+	uint64_t failed_before_reply, failed_after_reply;
+	struct bn_series series;
 };
 
 /* Runs cfg and fills *res (which it initialises). Returns 0, or -1 with
  * *error_r when the run could not start (a loop or thread failed); errors
- * of single connections are counted in res, not returned. */
+ * of single connections are counted in res, not returned. res->series is
+ * allocated when cfg asks for one: bn_results_free() releases it. */
 int bn_run(const struct bn_config *cfg, struct bn_results *res, const char **error_r);
+
+/* Frees what bn_run() allocated in res (the time series). */
+void bn_results_free(struct bn_results *res);
 
 /* Reads the memory of pid and all its descendants (smaps_rollup). Returns 0,
  * or -1 if pid does not exist. */

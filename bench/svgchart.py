@@ -1,7 +1,9 @@
 """A small SVG writer for bench/compare: throughput and latency percentiles
 side by side, one bar per server (median, with a whisker from the lowest to
-the highest round). Standard library only; the output is a standalone SVG
-file any browser shows.
+the highest round); for proxy-failover, the failed sessions and the
+throughput around the kill (every trial, in % of its pre-kill rate).
+Standard library only; the output is a standalone SVG file any browser
+shows.
 """
 
 import math
@@ -123,6 +125,55 @@ def _panel(svg, x0, title, groups, series, log=False, unit=""):
         svg.text(left + gi * gw + gw / 2, BOTTOM + 16, g, size=11)
 
 
+SERIES_FROM_MS, SERIES_TO_MS = -300, 700
+
+
+def _series_panel(svg, x0, doc, order):
+    """Throughput per bucket around the kill, one line per trial, in % of
+    that trial's pre-kill rate; the 50 % line dashed."""
+    left, right = x0 + 50, x0 + PANEL_W
+    svg.text((left + right) / 2, TOP - 30, "throughput around the kill (% of before)",
+             size=14, weight="bold")
+    top_pct = 150.0
+
+    def xy(ms, pct):
+        x = left + (ms - SERIES_FROM_MS) / float(SERIES_TO_MS - SERIES_FROM_MS) * (right - left)
+        y = BOTTOM - min(max(pct, 0.0), top_pct) / top_pct * (BOTTOM - TOP)
+        return x, y
+    for pct in (0, 50, 100, 150):
+        _, yy = xy(0, pct)
+        svg.line(left, yy, right, yy, stroke="#e2e8f0" if pct != 50 else "#a0aec0",
+                 extra='stroke-dasharray="4,3"' if pct == 50 else "")
+        svg.text(left - 6, yy + 4, "%d" % pct, anchor="end", size=10, fill="#555")
+    for ms in range(SERIES_FROM_MS, SERIES_TO_MS + 1, 100):
+        xx, _ = xy(ms, 0)
+        svg.text(xx, BOTTOM + 16, "%d" % ms, size=10, fill="#555")
+    kx, _ = xy(0, 0)
+    svg.line(kx, TOP, kx, BOTTOM, stroke="#c53030", extra='stroke-dasharray="2,2"')
+    svg.text(kx + 4, TOP + 10, "kill", anchor="start", size=10, fill="#c53030")
+    svg.text(right, BOTTOM + 30, "ms from the kill", anchor="end", size=10, fill="#555")
+    svg.line(left, TOP, left, BOTTOM)
+    svg.line(left, BOTTOM, right, BOTTOM)
+    for n in order:
+        t = doc["targets"][n]
+        color = COLORS.get(t["role"], "#999")
+        for res in t.get("trials", []):
+            se, fo = res.get("series"), res.get("failover")
+            if not se or not fo or not fo.get("valid"):
+                continue
+            bms = se["bucket_ms"]
+            kill_ms = fo["kill_at_s"] * 1000.0
+            per_bucket = fo["rate_before"] * bms / 1000.0
+            pts = []
+            for i, v in enumerate(se["completed"][:-1]):
+                ms = i * bms + bms / 2.0 - kill_ms
+                if SERIES_FROM_MS <= ms <= SERIES_TO_MS and per_bucket > 0:
+                    pts.append("%.1f,%.1f" % xy(ms, 100.0 * v / per_bucket))
+            if pts:
+                svg.parts.append('<polyline fill="none" stroke="%s" stroke-width="1.2" '
+                                 'stroke-opacity="0.7" points="%s"/>' % (color, " ".join(pts)))
+
+
 def chart(doc):
     """The SVG text for a bench/compare result document."""
     rows = doc["figures"]
@@ -145,7 +196,11 @@ def chart(doc):
         return out
 
     first = rows[0]["figure"]
-    if first == "held connections":
+    if first == "sessions/s before the kill":
+        figs = ["failed new (before greeting)", "failed in flight (after greeting)"]
+        _panel(svg, 10, "sessions failed per trial", ["new", "in flight"], series_for(figs))
+        _series_panel(svg, 500, doc, order)
+    elif first == "held connections":
         left_fig = "PSS bytes/conn (over fresh)"
         right_figs = ["RSS bytes/conn (over fresh)"]
         _panel(svg, 10, "PSS per idle connection (bytes)", [""], series_for([left_fig]))

@@ -22,7 +22,8 @@
  * messages published while disconnected are lost) runs mail_mbox_changes()
  * from the last seen MODSEQ and UIDNEXT, and the result becomes
  * imap_session_notify() calls: EXPUNGE, FLAGS and EXISTS (claiming new
- * messages as this session's \Recent after SELECT). A timer covers lost
+ * messages as this session's \Recent after SELECT; after EXAMINE the
+ * messages nobody claimed yet show as \Recent, unclaimed). A timer covers lost
  * notifications: every POLL_SLOW_MS with a live subscription, every
  * POLL_FAST_MS without one (Redis down: IDLE falls back to a short poll).
  * Changes are read only while no request is in flight (a request handed
@@ -31,7 +32,9 @@
  * results are remembered by (uid, modseq) and not echoed as FLAGS; its own
  * EXPUNGE/MOVE are unknown to the engine by the time changes report them.
  * An APPEND or COPY into the selected mailbox reads the changes before its
- * tagged reply, so the client sees EXISTS for it.
+ * tagged reply, so the client sees EXISTS for it. A changes read that finds
+ * the mailbox deleted, or under another name than the session's own RENAMEs
+ * gave it, ends the session with imap_session_mailbox_gone() (a BYE).
  *
  * Every asynchronous operation is counted in `outstanding`; next() returns
  * -1 only when the engine is over and nothing is outstanding (fe-protocol.h).
@@ -681,10 +684,15 @@ static void changes_cb(void *ctx, enum mail_mbox_result res, const struct mail_m
 
 	p->outstanding--;
 	p->changes_busy = false;
-	if (res == MAIL_MBOX_NONEXISTENT) {
-		/* deleted under us: nothing more to watch */
-		pn_info("event=imap_mailbox_gone session=%s mailbox=%" PRIu64, p->info->session_id,
-			p->mailbox_id);
+	if (res == MAIL_MBOX_NONEXISTENT ||
+	    (res == MAIL_MBOX_OK && p->selected && strcmp(ch->name, p->sel_name) != 0)) {
+		/* deleted or renamed away by another session: the client is
+		 * told with a BYE (docs/frontend.md) */
+		pn_info("event=imap_mailbox_gone session=%s mailbox=%" PRIu64 " reason=%s",
+			p->info->session_id, p->mailbox_id,
+			res == MAIL_MBOX_OK ? "renamed" : "deleted");
+		if (p->selected && !p->gone)
+			imap_session_mailbox_gone(p->s);
 		unselect(p);
 	} else if (res != MAIL_MBOX_OK) {
 		log_error(p, "changes", error);
@@ -699,7 +707,9 @@ static void changes_cb(void *ctx, enum mail_mbox_result res, const struct mail_m
 			if (!own_seen(p, ch->changed[i].uid, ch->changed[i].modseq))
 				notify_flags(p, &ch->changed[i], IMAP_NOTIFY_FLAGS, false);
 		for (size_t i = 0; i < ch->added_count; i++) {
-			bool recent = !p->readonly && ch->added[i].uid > ch->recent_after;
+			/* claimed by this session (SELECT), or nobody's yet
+			 * (EXAMINE reads without claiming) */
+			bool recent = ch->added[i].uid > ch->recent_after;
 
 			if (recent && recent_add(p, ch->added[i].uid) < 0)
 				recent = false;
@@ -884,13 +894,16 @@ static void select_cb(void *ctx, enum mail_mbox_result res, const struct mail_mb
 		p->since_modseq = sel->highestmodseq;
 		p->recent_count = 0;
 		p->own_count = 0;
-		if (!p->readonly)
-			for (size_t i = 0; i < sel->count; i++)
-				if (sel->uids[i] > sel->recent_after)
-					(void)recent_add(p, sel->uids[i]);
+		/* SELECT claimed the messages above recent_after; EXAMINE
+		 * shows the same ones as \Recent without claiming them
+		 * (RFC 3501 2.3.2: "if the session is read-only, subsequent
+		 * sessions will also see this flag set"; 6.3.2). */
+		for (size_t i = 0; i < sel->count; i++)
+			if (sel->uids[i] > sel->recent_after)
+				(void)recent_add(p, sel->uids[i]);
 		sr.uids = sel->uids;
 		sr.count = sel->count;
-		sr.recent = p->readonly ? 0 : (uint32_t)p->recent_count;
+		sr.recent = (uint32_t)p->recent_count;
 		sr.uidvalidity = sel->uidvalidity;
 		sr.uidnext = sel->uidnext;
 		sr.highestmodseq = sel->highestmodseq;
@@ -936,6 +949,34 @@ static void select_cb(void *ctx, enum mail_mbox_result res, const struct mail_mb
 
 /* ---- CREATE / DELETE / RENAME / (UN)SUBSCRIBE ---- */
 
+/* The session's own RENAME of its selected mailbox (or of a superior):
+ * the selection follows the new name, as the engine's view does, so that
+ * the changes read does not take it for a rename by another session. Own
+ * DELETE needs nothing here: the engine leaves the Selected state and
+ * next() unselects. */
+static void follow_rename(struct fe_imap *p, const char *old_name, const char *new_name)
+{
+	char from[MAIL_MBOX_NAME_MAX + 1], to[MAIL_MBOX_NAME_MAX + 1];
+	size_t len;
+
+	if (!p->selected || mail_mbox_name_normalize(old_name, from, sizeof(from)) < 0 ||
+	    mail_mbox_name_normalize(new_name, to, sizeof(to)) < 0 ||
+	    strcmp(from, "INBOX") == 0)
+		return;
+	len = strlen(from);
+	if (strncmp(p->sel_name, from, len) != 0 ||
+	    (p->sel_name[len] != '\0' && p->sel_name[len] != '/'))
+		return;
+	{
+		size_t tolen = strlen(to), tail = strlen(p->sel_name + len);
+
+		if (tolen + tail > MAIL_MBOX_NAME_MAX)
+			return; /* the changes read then ends the session */
+		memmove(p->sel_name + tolen, p->sel_name + len, tail + 1);
+		memcpy(p->sel_name, to, tolen);
+	}
+}
+
 static void done_cb(void *ctx, enum mail_mbox_result res, uint64_t id, const char *error)
 {
 	struct fe_imap *p = ctx;
@@ -945,6 +986,8 @@ static void done_cb(void *ctx, enum mail_mbox_result res, uint64_t id, const cha
 	p->outstanding--;
 	if (res == MAIL_MBOX_TEMPFAIL || res == MAIL_MBOX_FAILED)
 		log_error(p, p->req_name, error);
+	if (res == MAIL_MBOX_OK && p->req->type == IMAP_REQ_MAILBOX_RENAME)
+		follow_rename(p, p->req->mailbox, p->req->new_name);
 	if (imap_session_result(p->s, map_result(res, false), &e2) < 0)
 		log_bug(p, e2);
 	req_done(p);
@@ -990,6 +1033,7 @@ static void start_append(struct fe_imap *p, const struct imap_request *req)
 		.len = req->data_len,
 		.has_date = req->has_date,
 		.date = req->date,
+		.date_tz = req->date_tz,
 		.keywords = keywords,
 	};
 	const char *error;
@@ -1016,6 +1060,7 @@ static void fetch_msg_cb(void *ctx, const struct mail_mbox_msg *m)
 		.uid = m->uid,
 		.flags = names,
 		.internaldate = m->internaldate,
+		.internaldate_tz = m->internaldate_tz,
 		.size = m->size,
 		.modseq = m->modseq,
 		.envelope = m->envelope,

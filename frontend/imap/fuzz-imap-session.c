@@ -3,7 +3,8 @@
  * byte picks the listener settings; the rest is a series of chunks, each a
  * length byte followed by that many client bytes; the length byte's high
  * bits also inject a mailbox notification (EXISTS / EXPUNGE / FLAGS) after
- * the chunk. Ends with a drain request and a disconnect. Checks that the
+ * the chunk. Ends with a drain request (bit 8 of the first byte: first the
+ * news that the selected mailbox was deleted) and a disconnect. Checks that the
  * engine never crashes, leaks or reads out of bounds, and that the output
  * always ends in a complete line.
  */
@@ -65,6 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		}
 		imap_session_notify(f.s, &nt);
+		fake_pump(&f);
+	}
+	if (!f.closed && (data[0] & 8) != 0) {
+		imap_session_mailbox_gone(f.s);
 		fake_pump(&f);
 	}
 	if (!f.closed) {

@@ -63,6 +63,8 @@ struct imap_session {
 	bool tls_active, tls_pending, tls_handed, close_pending, closed, disconnected;
 	bool shutdown_wanted, out_overflow, idling;
 	const char *close_reason;
+	/* shutdown_wanted: the BYE text and close reason (static) */
+	const char *shutdown_text, *shutdown_reason;
 	unsigned int bad_count;
 
 	/* The command being executed. */

@@ -916,6 +916,40 @@ static void cmd_poll(struct imap_session *s, const char *name)
 	cmd_done(s, "OK", "%s completed", name);
 }
 
+/* After the session's own successful DELETE or RENAME: DELETE of the
+ * selected mailbox closes it without EXPUNGEs (as Dovecot does; the client
+ * chose to delete it), RENAME of it or of a superior makes the view follow
+ * the new name (the mailbox and its UIDs are the same). RENAME of INBOX
+ * leaves INBOX (emptied: the daemon reports the EXPUNGEs) and its
+ * inferiors where they are. */
+static void selected_renamed(struct imap_session *s)
+{
+	const char *old = s->req.mailbox;
+	size_t len = strlen(old);
+
+	if (s->state != IMAP_STATE_SELECTED || s->mailbox == NULL ||
+	    strncmp(s->mailbox, old, len) != 0 ||
+	    (s->mailbox[len] != '\0' && s->mailbox[len] != '/'))
+		return;
+	if (s->req.type == IMAP_REQ_MAILBOX_DELETE) {
+		if (s->mailbox[len] == '\0') {
+			view_clear(s);
+			s->state = IMAP_STATE_AUTHENTICATED;
+		}
+		return;
+	}
+	if (strcmp(old, "INBOX") == 0)
+		return;
+	size_t tail = strlen(s->mailbox + len), nlen = strlen(s->req.new_name);
+	char *name = malloc(nlen + tail + 1);
+	if (name == NULL)
+		return; /* only imap_session_mailbox() shows the old name */
+	memcpy(name, s->req.new_name, nlen);
+	memcpy(name + nlen, s->mailbox + len, tail + 1);
+	free(s->mailbox);
+	s->mailbox = name;
+}
+
 int imap_session_result(struct imap_session *s, enum imap_result result,
 			const char **error_r)
 {
@@ -937,6 +971,9 @@ int imap_session_result(struct imap_session *s, enum imap_result result,
 				[IMAP_REQ_MAILBOX_SUBSCRIBE] = "SUBSCRIBE",
 				[IMAP_REQ_MAILBOX_UNSUBSCRIBE] = "UNSUBSCRIBE",
 			};
+			if (s->req.type == IMAP_REQ_MAILBOX_DELETE ||
+			    s->req.type == IMAP_REQ_MAILBOX_RENAME)
+				selected_renamed(s);
 			cmd_done(s, "OK", "%s completed", names[s->req.type]);
 		} else {
 			cmd_done(s, "NO", "%s", result_text(result) + 3);
@@ -1395,9 +1432,9 @@ int imap_session_next(struct imap_session *s, struct imap_action *act_r)
 				auth_wipe(s);
 				cmd_end(s);
 			}
-			out_str(s, "* BYE [UNAVAILABLE] Server shutting down\r\n");
+			out_printf(s, "* BYE %s\r\n", s->shutdown_text);
 			s->close_pending = true;
-			s->close_reason = "shutdown";
+			s->close_reason = s->shutdown_reason;
 			continue;
 		}
 		if (s->idling) {
@@ -1435,7 +1472,22 @@ void imap_session_disconnected(struct imap_session *s)
 
 void imap_session_shutdown(struct imap_session *s)
 {
+	if (s->shutdown_wanted)
+		return;
 	s->shutdown_wanted = true;
+	s->shutdown_text = "[UNAVAILABLE] Server shutting down";
+	s->shutdown_reason = "shutdown";
+}
+
+/* Dovecot's words and choice: the session cannot go on with a mailbox
+ * that is no longer there (RFC 3501 7.1.5: BYE may come at any time). */
+void imap_session_mailbox_gone(struct imap_session *s)
+{
+	if (s->shutdown_wanted || s->state != IMAP_STATE_SELECTED)
+		return;
+	s->shutdown_wanted = true;
+	s->shutdown_text = "Selected mailbox was deleted, have to disconnect.";
+	s->shutdown_reason = "selected mailbox deleted";
 }
 
 enum imap_state imap_session_state(const struct imap_session *s)

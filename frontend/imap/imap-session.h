@@ -286,7 +286,9 @@ struct imap_select_result {
 	/* The mailbox's messages in ascending UID order (copied). */
 	const uint32_t *uids;
 	size_t count;
-	uint32_t recent;       /* \Recent count (this session owns them) */
+	/* \Recent count: SELECT, the messages this session claimed;
+	 * EXAMINE, those nobody claimed yet (RFC 3501 6.3.2) */
+	uint32_t recent;
 	uint32_t first_unseen; /* sequence number, 0 for none */
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq; /* 0: the mailbox has no MODSEQs (NOMODSEQ) */
@@ -350,6 +352,15 @@ void imap_session_disconnected(struct imap_session *s);
 /* Drain: "* BYE [UNAVAILABLE]" and CLOSE at the next command boundary
  * (after an outstanding request, or at once during IDLE). */
 void imap_session_shutdown(struct imap_session *s);
+/* The selected mailbox was deleted or renamed by another session: "* BYE
+ * Selected mailbox was deleted, have to disconnect." and CLOSE, at the
+ * same point as imap_session_shutdown() (at once during IDLE or between
+ * commands, else after the running command's reply). Ignored unless a
+ * mailbox is selected, or when a shutdown is already under way. The
+ * session's own DELETE of its selected mailbox needs no call: the engine
+ * then leaves the Selected state itself; its own RENAME makes the engine
+ * follow the new name. */
+void imap_session_mailbox_gone(struct imap_session *s);
 
 /* Result calls. Each returns 0, or -1 with *error_r (static) when no
  * matching request is outstanding or the answer is invalid (a daemon

@@ -756,6 +756,128 @@ static const struct imap_request *request_of(struct fake *f, const char *cmd)
 	return NULL;
 }
 
+#define GONE_BYE "* BYE Selected mailbox was deleted, have to disconnect.\r\n"
+
+/* Selects a mailbox with an OK answer made here (the fake knows only
+ * INBOX). */
+static void select_other(struct fake *f, const char *cmd)
+{
+	static const uint32_t uids[] = { 3, 4 };
+	struct imap_select_result sel = {
+		.result = IMAP_RESULT_OK, .uids = uids, .count = 2, .uidvalidity = 7,
+		.uidnext = 5, .highestmodseq = 9,
+	};
+	const char *error;
+	const struct imap_request *req = request_of(f, cmd);
+
+	CHECK(req != NULL && req->type == IMAP_REQ_MAILBOX_SELECT);
+	CHECK_INT(imap_session_select_result(f->s, &sel, &error), 0);
+	fake_pump(f);
+	pn_buf_reset(&f->out);
+}
+
+/* The selected mailbox deleted or renamed away by another session
+ * (imap_session_mailbox_gone): BYE at once in IDLE or between commands,
+ * after the reply of a running command, never when nothing is selected.
+ * The session's own DELETE closes the mailbox, its own RENAME is
+ * followed. */
+PN_TEST(test_mailbox_gone)
+{
+	struct fake *f = notify_session();
+	const struct imap_request *req;
+	bool ro;
+
+	feed_str(f, "c IDLE\r\n");
+	check_out(f, "+ idling\r\n", __LINE__);
+	imap_session_mailbox_gone(f->s);
+	fake_pump(f);
+	check_out(f, GONE_BYE, __LINE__);
+	CHECK(f->closed);
+	fake_free(f);
+
+	f = notify_session();
+	imap_session_mailbox_gone(f->s);
+	fake_pump(f);
+	check_out(f, GONE_BYE, __LINE__);
+	CHECK(f->closed);
+	fake_free(f);
+
+	/* during a command: its reply first */
+	f = notify_session();
+	req = request_of(f, "c FETCH 1 UID\r\n");
+	CHECK(req != NULL && req->type == IMAP_REQ_MESSAGES);
+	imap_session_mailbox_gone(f->s);
+	fake_answer(f, req);
+	fake_pump(f);
+	check_out(f, "* 1 FETCH (UID 1)\r\nc OK FETCH completed\r\n" GONE_BYE, __LINE__);
+	CHECK(f->closed);
+	fake_free(f);
+
+	/* nothing selected: ignored; a drain keeps its own words */
+	f = notify_session();
+	feed_str(f, "c UNSELECT\r\n");
+	imap_session_mailbox_gone(f->s);
+	feed_str(f, "d NOOP\r\n");
+	check_out(f, "c OK UNSELECT completed\r\nd OK NOOP completed\r\n", __LINE__);
+	CHECK(!f->closed);
+	feed_str(f, "e SELECT INBOX\r\n");
+	pn_buf_reset(&f->out);
+	imap_session_shutdown(f->s);
+	imap_session_mailbox_gone(f->s);
+	fake_pump(f);
+	check_out(f, "* BYE [UNAVAILABLE] Server shutting down\r\n", __LINE__);
+	fake_free(f);
+
+	/* own RENAME of a superior, then of the mailbox: followed */
+	f = notify_session();
+	select_other(f, "c SELECT Work/A\r\n");
+	CHECK_STR(imap_session_mailbox(f->s, &ro), "Work/A");
+	feed_str(f, "d RENAME Wo Xy\r\ne RENAME Work Jobs\r\n");
+	check_out(f, "d OK RENAME completed\r\ne OK RENAME completed\r\n", __LINE__);
+	CHECK_STR(imap_session_mailbox(f->s, &ro), "Jobs/A");
+	feed_str(f, "f RENAME Jobs/A Jobs/B\r\n");
+	check_out(f, "f OK RENAME completed\r\n", __LINE__);
+	CHECK_STR(imap_session_mailbox(f->s, &ro), "Jobs/B");
+	/* own DELETE of a superior leaves it selected; of itself closes it */
+	feed_str(f, "g DELETE Jobs\r\ng2 NOOP\r\nh DELETE Jobs/B\r\ni FETCH 1 UID\r\n");
+	check_out(f, "g OK DELETE completed\r\ng2 OK NOOP completed\r\n"
+		  "h OK DELETE completed\r\ni BAD FETCH needs a selected mailbox\r\n", __LINE__);
+	CHECK(imap_session_mailbox(f->s, &ro) == NULL);
+	CHECK_INT(imap_session_state(f->s), IMAP_STATE_AUTHENTICATED);
+	CHECK(!f->closed);
+	fake_free(f);
+
+	/* RENAME of INBOX leaves INBOX selected where it is */
+	f = notify_session();
+	feed_str(f, "c RENAME INBOX Old\r\n");
+	check_out(f, "c OK RENAME completed\r\n", __LINE__);
+	CHECK_STR(imap_session_mailbox(f->s, &ro), "INBOX");
+	fake_free(f);
+}
+
+/* EXAMINE shows the \Recent count the daemon found (not claimed) and new
+ * \Recent messages as a SELECTed session does (RFC 3501 2.3.2, 6.3.2). */
+PN_TEST(test_examine_recent)
+{
+	struct fake *f = notify_session();
+	bool ro;
+
+	feed_str(f, "c EXAMINE INBOX\r\n");
+	check_out(f, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+		  "* 3 EXISTS\r\n* 1 RECENT\r\n* OK [UNSEEN 2] First unseen.\r\n"
+		  "* OK [PERMANENTFLAGS ()] Flags permitted.\r\n"
+		  "* OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 6] Predicted next UID\r\n"
+		  "* OK [HIGHESTMODSEQ 100] Highest\r\n"
+		  "c OK [READ-ONLY] EXAMINE completed\r\n", __LINE__);
+	CHECK_STR(imap_session_mailbox(f->s, &ro), "INBOX");
+	CHECK(ro);
+	struct imap_notify nr = { .type = IMAP_NOTIFY_EXISTS, .uid = 6, .recent = true };
+	CHECK_INT(imap_session_notify(f->s, &nr), 0);
+	feed_str(f, "d NOOP\r\n");
+	check_out(f, "* 4 EXISTS\r\n* 2 RECENT\r\nd OK NOOP completed\r\n", __LINE__);
+	fake_free(f);
+}
+
 PN_TEST(test_request_fields)
 {
 	struct imap_settings set;
@@ -880,5 +1002,7 @@ PN_TEST_MAIN("test-imap-session",
 	     PN_TEST_CASE(test_literal_refusal),
 	     PN_TEST_CASE(test_malformed),
 	     PN_TEST_CASE(test_shutdown_and_disconnect),
+	     PN_TEST_CASE(test_mailbox_gone),
+	     PN_TEST_CASE(test_examine_recent),
 	     PN_TEST_CASE(test_request_fields),
 	     PN_TEST_CASE(test_list_match))

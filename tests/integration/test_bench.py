@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -101,6 +102,55 @@ class BenchGenerator(unittest.TestCase):
         self.assertGreater(mem["after"]["rss_kb"], 0)
         self.assertEqual(mem["after"]["processes"], 1)
 
+    def test_time_series(self):
+        res = self.bench("proxy-cps.bench", "--conns", "4", "--duration", "0.5",
+                         "--series", "10")
+        self.assertNoErrors(res)
+        se = res["series"]
+        self.assertEqual(se["bucket_ms"], 10)
+        n = se["buckets"]
+        # one bucket per started 10 ms of the recorded interval
+        self.assertEqual(n, int(-(-res["elapsed_s"] * 1000 // 10)))
+        for k in ("completed", "failed_before_reply", "failed_after_reply"):
+            self.assertEqual(len(se[k]), n, k)
+        # every recorded unit is in exactly one bucket
+        self.assertEqual(sum(se["completed"]) + se["outside"], res["units"])
+        self.assertLessEqual(se["outside"], 1)
+        self.assertEqual(sum(se["failed_before_reply"]) + sum(se["failed_after_reply"]), 0)
+        self.assertGreater(se["start_mono_ns"], 0)
+        self.assertLessEqual(se["start_mono_ns"], time.monotonic_ns())
+
+    def test_failures_before_and_after_the_first_reply(self):
+        # nobody listens: every session fails before its greeting
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+        s.close()
+        out = os.path.join(self.tmp, "dead.json")
+        p = subprocess.run([_binary("postern-bench"), "--connect", "127.0.0.1:%d" % dead,
+                            "--conns", "2", "--duration", "0.3", "--series", "10", "--json",
+                            out, "--quiet",
+                            os.path.join(TOP, "bench", "scripts", "proxy-cps.bench")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            res = json.load(f)
+        self.assertGreater(res["errors"]["connect"], 0)
+        self.assertEqual(res["failed_before_reply"], res["sessions_failed"])
+        self.assertEqual(res["failed_after_reply"], 0)
+        self.assertEqual(sum(res["series"]["failed_before_reply"]) + res["series"]["outside"],
+                         res["sessions_failed"])
+        # the greeting arrives, the next reply is not the expected one
+        bad = os.path.join(self.tmp, "late.bench")
+        with open(bad, "w") as f:
+            f.write("proto imap\nexpect * OK\nsend a NOOP\nexpect tagged NO\n")
+        res = self.bench(bad, "--conns", "2", "--duration", "0.3", "--series", "10")
+        self.assertGreater(res["errors"]["reply"], 0)
+        self.assertEqual(res["failed_before_reply"], 0)
+        self.assertEqual(res["failed_after_reply"], res["sessions_failed"])
+        self.assertGreater(sum(res["series"]["failed_after_reply"]), 0)
+
     def test_bad_script_is_refused(self):
         bad = os.path.join(self.tmp, "bad.bench")
         with open(bad, "w") as f:
@@ -110,6 +160,86 @@ class BenchGenerator(unittest.TestCase):
                            timeout=30)
         self.assertEqual(p.returncode, 2)
         self.assertIn("line 2: loop without end", p.stderr)
+
+
+def _load_compare():
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("bench_compare",
+                                                  os.path.join(TOP, "bench", "compare"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+class FailoverAnalysis(unittest.TestCase):
+    """bench/compare's reading of a time series around the kill."""
+
+    def analyse(self, completed, kill_ms, bucket_ms=10):
+        compare = _load_compare()
+        start = 10 ** 12
+        res = {"series": {"bucket_ms": bucket_ms, "start_mono_ns": start,
+                          "completed": completed,
+                          "failed_before_reply": [0] * len(completed),
+                          "failed_after_reply": [0] * len(completed)}}
+        return compare.failover_analysis(res, start + int(kill_ms * 1e6))
+
+    def test_no_dip(self):
+        fo = self.analyse([40] * 300, 1500)
+        self.assertTrue(fo["valid"])
+        self.assertAlmostEqual(fo["rate_before"], 4000.0)
+        self.assertEqual(fo["dip_ms"], 0)
+        self.assertEqual(fo["below_half_after_ms"], 0)
+        self.assertTrue(fo["recovered"])
+        self.assertAlmostEqual(fo["lowest_pct"], 100.0)
+
+    def test_dip_with_a_rebound(self):
+        c = [40] * 300
+        # kill at 1505 ms (bucket 150); below half in 150-159, one rebound
+        # bucket at 155, recovered from 160 on
+        for i in range(150, 160):
+            c[i] = 5
+        c[155] = 30
+        c[200] = 0  # noise later: not part of the dip, counted in the window
+        fo = self.analyse(c, 1505)
+        self.assertAlmostEqual(fo["dip_ms"], 95.0)
+        self.assertEqual(fo["below_half_after_ms"], 100)
+        self.assertEqual(fo["below_half_before_ms"], 0)
+        self.assertEqual(fo["lowest_pct"], 0.0)
+        self.assertTrue(fo["recovered"])
+
+    def test_collapse_some_buckets_after_the_kill(self):
+        # the kill's bucket and the next three still complete sessions, then
+        # nothing for 300 ms
+        c = [40] * 300
+        for i in range(154, 184):
+            c[i] = 0
+        c[240] = 0  # noise, not part of the dip
+        fo = self.analyse(c, 1500)
+        self.assertAlmostEqual(fo["dip_ms"], 300.0)
+        self.assertAlmostEqual(fo["dip_end_ms"], 340.0)
+        self.assertTrue(fo["recovered"])
+        self.assertEqual(fo["below_half_after_ms"], 310)
+        # a lone low bucket at the kill does not hide the collapse after it
+        c[150] = 0
+        fo = self.analyse(c, 1500)
+        self.assertAlmostEqual(fo["dip_ms"], 300.0)
+        self.assertAlmostEqual(fo["dip_end_ms"], 340.0)
+        # a low bucket more than 200 ms after the kill is no dip of it
+        c = [40] * 300
+        c[175] = 0
+        self.assertEqual(self.analyse(c, 1500)["dip_ms"], 0)
+
+    def test_not_recovered_by_the_end(self):
+        c = [40] * 150 + [3] * 50
+        fo = self.analyse(c, 1500)
+        self.assertFalse(fo["recovered"])
+        self.assertAlmostEqual(fo["dip_ms"], 490.0)  # the last bucket is partial: left out
+
+    def test_kill_outside_the_series(self):
+        self.assertFalse(self.analyse([40] * 100, 5000)["valid"])
+        self.assertFalse(self.analyse([40] * 100, 50)["valid"])
 
 
 class BenchCompare(unittest.TestCase):
@@ -167,6 +297,46 @@ class BenchCompare(unittest.TestCase):
         # every server was stopped
         work = [l for l in p.stderr.splitlines() if "starting the servers" in l]
         self.assertTrue(work)
+        folder = work[0].rsplit(" in ", 1)[1]
+        self.assertFalse(os.path.exists(folder), "the temporary folder was left behind")
+        left = subprocess.run(["pgrep", "-f", folder], stdout=subprocess.PIPE, text=True)
+        self.assertEqual(left.stdout.strip(), "", "processes left running")
+
+    def test_proxy_failover_smoke(self):
+        p = subprocess.run([os.path.join(TOP, "bench", "compare"), "proxy-failover", "--smoke",
+                            "--bin-dir", BIN, "--results-dir", self.tmp],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("SIGKILLed in the middle of each trial", p.stdout)
+        js = [f for f in os.listdir(self.tmp) if f.endswith(".json")]
+        self.assertEqual(len(js), 1)
+        with open(os.path.join(self.tmp, js[0])) as f:
+            doc = json.load(f)
+        self.assertEqual(doc["scenario"], "proxy-failover")
+        self.assertIsNone(doc["floor"])
+        names = ["haproxy"] + (["postern"] if doc["targets"]["postern"]["available"] else [])
+        for name in names:
+            res = doc["targets"][name]["trials"][0]
+            fo = res["failover"]
+            self.assertTrue(fo["valid"], name)
+            self.assertGreater(fo["rate_before"], 0, name)
+            # the kill lands in the middle of the recorded second
+            self.assertGreater(fo["kill_at_s"], 0.2, name)
+            self.assertLess(fo["kill_at_s"], 0.9, name)
+            self.assertEqual(res["failed_before_reply"] + res["failed_after_reply"],
+                             res["sessions_failed"], name)
+        if "postern" in names:
+            # the balancer's promise: a refused or reset connect is retried
+            # on the next backend, so no new session fails
+            res = doc["targets"]["postern"]["trials"][0]
+            self.assertEqual(res["failed_before_reply"], 0, res["error_samples"])
+        fig = {r["figure"]: r for r in doc["figures"]}
+        self.assertIn("ms below half after the kill", fig)
+        self.assertIn("failed new (before greeting)", fig)
+        root = ET.parse(os.path.join(self.tmp, js[0][:-5] + ".svg")).getroot()
+        self.assertTrue(root.tag.endswith("svg"))
+        work = [l for l in p.stderr.splitlines() if "starting the servers" in l]
         folder = work[0].rsplit(" in ", 1)[1]
         self.assertFalse(os.path.exists(folder), "the temporary folder was left behind")
         left = subprocess.run(["pgrep", "-f", folder], stdout=subprocess.PIPE, text=True)

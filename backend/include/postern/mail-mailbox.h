@@ -23,7 +23,8 @@
  * "/" is dropped (CREATE "foo/").
  *
  * Change notifications: after every operation that changed a mailbox
- * commits (APPEND, STORE, COPY/MOVE, EXPUNGE, RENAME of INBOX, DELETE), a
+ * commits (APPEND, STORE, COPY/MOVE, EXPUNGE, RENAME: the mailbox and its
+ * inferiors, or INBOX whose messages moved; DELETE), a
  * short text "v=1 modseq=N [uidnext=N] node=NAME" is published on the
  * mailbox's Redis channel (store_rnotify_publish) when a Redis client was
  * given. A failed publish is ignored (sessions also poll).
@@ -222,8 +223,10 @@ struct mail_mbox_append {
 	unsigned int flags;           /* MAIL_FLAG_* */
 	const char *const *keywords;
 	size_t keyword_count;
-	bool has_date;                /* else now */
+	bool has_date;                /* else now, in the zone of delivery */
 	time_t date;
+	int date_tz;                  /* has_date: its zone, minutes east of
+				       * UTC (-5999..5999, else EINVAL) */
 };
 /* APPENDUID data (RFC 4315). */
 typedef void mail_mbox_append_cb(void *ctx, enum mail_mbox_result res, uint64_t mailbox_id,
@@ -250,6 +253,7 @@ struct mail_mbox_msg {
 	const char *const *keywords;
 	size_t keyword_count;
 	time_t internaldate;
+	int internaldate_tz;          /* its zone, minutes east of UTC */
 	uint64_t size;
 	const char *envelope;         /* cached IMAP values, or NULL */
 	const char *bodystructure;
@@ -323,6 +327,9 @@ struct mail_mbox_flagmsg {
 	size_t keyword_count;
 };
 struct mail_mbox_changes {
+	/* The mailbox's name now: differs from the one selected when
+	 * another session renamed it (or a superior) away. */
+	const char *name;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;       /* pass as since_modseq next time */
 	uint32_t recent_after;        /* new UIDs above it are this session's \Recent */
@@ -336,7 +343,8 @@ struct mail_mbox_changes {
 typedef void mail_mbox_changes_cb(void *ctx, enum mail_mbox_result res,
 				  const struct mail_mbox_changes *ch, const char *error);
 /* claim_recent: SELECTed (not EXAMINEd) sessions claim new messages as
- * their \Recent ones. A deleted mailbox is MAIL_MBOX_NONEXISTENT. */
+ * their \Recent ones. A deleted mailbox (or one that became \Noselect)
+ * is MAIL_MBOX_NONEXISTENT; a renamed one is OK with its new ch->name. */
 int mail_mbox_changes(struct mail_mbox_store *st, uint64_t account_id, uint64_t mailbox_id,
 		      uint64_t since_modseq, uint32_t known_uidnext, bool claim_recent,
 		      mail_mbox_changes_cb *cb, void *ctx);
@@ -355,7 +363,7 @@ enum mail_sk_type {
 	MAIL_SK_UIDSET,       /* uids */
 	MAIL_SK_FLAG,         /* flag bit set (ANSWERED, UNSEEN = NOT FLAG...) */
 	MAIL_SK_KEYWORD,      /* str (case-insensitive) */
-	MAIL_SK_BEFORE,       /* internal date, day in UTC */
+	MAIL_SK_BEFORE,       /* internal date, day in its own zone */
 	MAIL_SK_ON,
 	MAIL_SK_SINCE,
 	MAIL_SK_SENTBEFORE,   /* Date: header, day in its own zone */
