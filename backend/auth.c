@@ -19,6 +19,8 @@
 #include <string.h>
 
 #define HASH_COPY_MAX 512
+/* The login lookup's prepared statement, declared on first use per pool. */
+#define AUTH_LOOKUP_STMT "mail_auth_lookup"
 
 struct auth_req {
 	struct pn_loop *loop;
@@ -267,6 +269,9 @@ int mail_auth_login_throttled(struct pn_loop *loop, struct store_pgpool *pg,
 	struct auth_req *r = calloc(1, sizeof(*r));
 	size_t ulen = strlen(user), plen = strlen(password);
 	const char *params[1];
+	const struct store_pg_stmt *stmt;
+	const char *error;
+	int rc;
 
 	if (r == NULL) {
 		errno = ENOMEM;
@@ -301,7 +306,19 @@ int mail_auth_login_throttled(struct pn_loop *loop, struct store_pgpool *pg,
 	memcpy(r->user, user, ulen + 1);
 	memcpy(r->password, password, plen + 1);
 	params[0] = r->user;
-	if (store_pgpool_exec(pg, sql, 1, params, lookup_done, r) < 0) {
+	/* Prepared once per pool (connection) and planned once: the lookup
+	 * runs on every login. Without it (out of memory) the plain query. */
+	stmt = store_pgpool_find(pg, AUTH_LOOKUP_STMT);
+	if (stmt == NULL)
+		stmt = store_pgpool_declare(pg, AUTH_LOOKUP_STMT, sql, 1, NULL, &error);
+	if (stmt != NULL) {
+		struct store_pg_query q = { .stmt = stmt, .nparams = 1, .values = params };
+
+		rc = store_pgpool_query(pg, &q, lookup_done, r);
+	} else {
+		rc = store_pgpool_exec(pg, sql, 1, params, lookup_done, r);
+	}
+	if (rc < 0) {
 		int e = errno;
 		req_free(r);
 		errno = e == ENOMEM ? ENOMEM : EAGAIN;

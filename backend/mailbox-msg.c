@@ -2,7 +2,9 @@
  * ENVELOPE/BODYSTRUCTURE/header columns, body stored once through
  * deliver_message() or the external blob store), the chunked message scan
  * behind FETCH and SEARCH (rows plus, when asked, the message bytes from
- * mail_blobs or the blob store), STORE, COPY/MOVE and EXPUNGE. */
+ * mail_blobs or the blob store; FETCH with a body cache reads the rows
+ * without bytes, takes what the cache holds and reads the rest in one more
+ * query per chunk), STORE, COPY/MOVE and EXPUNGE. */
 #include "mailbox-private.h"
 
 #include "postern/buf.h"
@@ -12,6 +14,7 @@
 #include "postern/mail-imap.h"
 #include "postern/mail-message.h"
 #include "postern/store-blob.h"
+#include "postern/store-blob-cache.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -347,8 +350,16 @@ struct mbox_scan {
 	size_t *counts;
 	void *kwmem;
 	uint32_t last_uid;
-	unsigned char *blob_data;
-	size_t blob_len;
+	/* the body cache (FETCH with st->cache), per row of the chunk: a
+	 * hold on the cached body, or the bytes in bres, or neither (an
+	 * external body: the blob store) */
+	bool use_cache;
+	uint8_t *shas;			/* nrows x PN_SHA256_LEN */
+	uint8_t *sha_ok;		/* nrows: the row's SHA-256 parsed */
+	struct store_blob_cached **held;
+	const uint8_t **bptr;
+	size_t *blen;
+	PGresult *bres;			/* the MS_BODIES reply */
 };
 
 static void scan_next_chunk(struct mbox_scan *sc);
@@ -356,6 +367,22 @@ static void scan_rows(struct mbox_scan *sc);
 
 static void scan_clear_chunk(struct mbox_scan *sc)
 {
+	if (sc->held != NULL)
+		for (int r = 0; r < sc->nrows; r++)
+			store_blob_cache_release(sc->st->cache, &sc->held[r]);
+	free(sc->held);
+	free(sc->bptr);
+	free(sc->blen);
+	free(sc->shas);
+	free(sc->sha_ok);
+	sc->held = NULL;
+	sc->bptr = NULL;
+	sc->blen = NULL;
+	sc->shas = NULL;
+	sc->sha_ok = NULL;
+	if (sc->bres != NULL)
+		PQclear(sc->bres);
+	sc->bres = NULL;
 	if (sc->res != NULL)
 		PQclear(sc->res);
 	sc->res = NULL;
@@ -411,8 +438,26 @@ static void scan_got_blob(void *ctx, enum store_status status, const void *data,
 			    error);
 		return;
 	}
+	if (sc->use_cache && sc->sha_ok != NULL && sc->sha_ok[sc->idx]) {
+		/* an external body: the blob store checked it against its key */
+		struct store_blob_cached *e = store_blob_cache_put(
+			sc->st->cache, sc->shas + (size_t)sc->idx * PN_SHA256_LEN, data, len);
+
+		store_blob_cache_release(sc->st->cache, &e);
+	}
 	scan_emit(sc, data, len);
 	scan_rows(sc);
+}
+
+static int hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 static int hex_sha(const char *hex, uint8_t out[PN_SHA256_LEN])
@@ -420,11 +465,11 @@ static int hex_sha(const char *hex, uint8_t out[PN_SHA256_LEN])
 	if (strlen(hex) != PN_SHA256_HEX_LEN)
 		return -1;
 	for (size_t i = 0; i < PN_SHA256_LEN; i++) {
-		unsigned int v;
+		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
 
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+		if (hi < 0 || lo < 0)
 			return -1;
-		out[i] = (uint8_t)v;
+		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return 0;
 }
@@ -438,7 +483,20 @@ static void scan_rows(struct mbox_scan *sc)
 			scan_emit(sc, NULL, 0);
 			continue;
 		}
-		if (!PQgetisnull(sc->res, r, 9)) {
+		if (sc->use_cache) {
+			if (sc->held[r] != NULL) {
+				size_t len;
+				const uint8_t *data = store_blob_cached_data(sc->held[r], &len);
+
+				scan_emit(sc, data, len);
+				continue;
+			}
+			if (sc->bptr[r] != NULL) {
+				scan_emit(sc, sc->bptr[r], sc->blen[r]);
+				continue;
+			}
+			/* not in mail_blobs.body: the blob store, below */
+		} else if (!PQgetisnull(sc->res, r, 9)) {
 			size_t len;
 			unsigned char *body = PQunescapeBytea(
 				(const unsigned char *)PQgetvalue(sc->res, r, 9), &len);
@@ -472,6 +530,97 @@ static void scan_rows(struct mbox_scan *sc)
 	scan_next_chunk(sc);
 }
 
+/* The MS_BODIES reply: the bodies the cache did not have, in binary
+ * (sha256, body) rows; each goes into the cache and to its rows. */
+static void scan_bodies_done(void *ctx, struct store_pg_reply *reply)
+{
+	struct mbox_scan *sc = ctx;
+	enum mail_mbox_result res = mbox_reply_result(reply);
+	int n;
+
+	if (res != MAIL_MBOX_OK) {
+		scan_finish(sc, res, reply->error);
+		return;
+	}
+	sc->bres = reply->res;
+	reply->res = NULL;
+	n = PQntuples(sc->bres);
+	for (int b = 0; b < n; b++) {
+		const uint8_t *sha = (const uint8_t *)PQgetvalue(sc->bres, b, 0);
+		const uint8_t *body = (const uint8_t *)PQgetvalue(sc->bres, b, 1);
+		size_t len = (size_t)PQgetlength(sc->bres, b, 1);
+		struct store_blob_cached *e;
+
+		if (PQgetisnull(sc->bres, b, 1) || PQgetlength(sc->bres, b, 0) != PN_SHA256_LEN)
+			continue; /* an external body (or nonsense): the blob store */
+		e = store_blob_cache_put(sc->st->cache, sha, body, len);
+		store_blob_cache_release(sc->st->cache, &e);
+		for (int r = 0; r < sc->nrows; r++) {
+			if (sc->held[r] == NULL && sc->bptr[r] == NULL && sc->sha_ok[r] &&
+			    memcmp(sc->shas + (size_t)r * PN_SHA256_LEN, sha, PN_SHA256_LEN) == 0) {
+				sc->bptr[r] = body;
+				sc->blen[r] = len;
+			}
+		}
+	}
+	scan_rows(sc);
+}
+
+/* FETCH with the cache: holds on the cached bodies of the chunk's rows,
+ * then one MS_BODIES query for the others (none when all were cached). */
+static void scan_lookup(struct mbox_scan *sc)
+{
+	size_t n = (size_t)sc->nrows, used = 0;
+	char *list;
+
+	sc->shas = malloc(n * PN_SHA256_LEN);
+	sc->sha_ok = calloc(n, 1);
+	sc->held = calloc(n, sizeof(*sc->held));
+	sc->bptr = calloc(n, sizeof(*sc->bptr));
+	sc->blen = calloc(n, sizeof(*sc->blen));
+	list = malloc(n * (PN_SHA256_HEX_LEN + 1) + 1);
+	if (sc->shas == NULL || sc->sha_ok == NULL || sc->held == NULL || sc->bptr == NULL ||
+	    sc->blen == NULL || list == NULL) {
+		free(list);
+		scan_finish(sc, MAIL_MBOX_TEMPFAIL, "out of memory");
+		return;
+	}
+	for (size_t r = 0; r < n; r++) {
+		const char *hex = PQgetvalue(sc->res, (int)r, 8);
+		uint8_t *sha = sc->shas + r * PN_SHA256_LEN;
+
+		if (hex_sha(hex, sha) < 0)
+			continue; /* left to the blob store path, which refuses it */
+		sc->sha_ok[r] = 1;
+		sc->held[r] = store_blob_cache_get(sc->st->cache, sha);
+		if (sc->held[r] == NULL) {
+			memcpy(list + used, hex, PN_SHA256_HEX_LEN);
+			used += PN_SHA256_HEX_LEN;
+			list[used++] = ',';
+		}
+	}
+	if (used == 0) {
+		free(list);
+		scan_rows(sc);
+		return;
+	}
+	list[used - 1] = '\0';
+	{
+		const char *vals[1] = { list };
+		struct store_pg_query q = {
+			.stmt = sc->st->stmt[MS_BODIES],
+			.nparams = 1,
+			.values = vals,
+			.result_format = 1,
+		};
+		int rc = store_pgpool_query(sc->st->pool, &q, scan_bodies_done, sc);
+
+		free(list);
+		if (rc < 0)
+			scan_finish(sc, MAIL_MBOX_TEMPFAIL, "cannot submit");
+	}
+}
+
 static void scan_chunk_done(void *ctx, struct store_pg_reply *reply)
 {
 	struct mbox_scan *sc = ctx;
@@ -490,6 +639,10 @@ static void scan_chunk_done(void *ctx, struct store_pg_reply *reply)
 	if (sc->lists == NULL || sc->counts == NULL
 	    || mbox_split_rows(sc->res, 3, sc->nrows, sc->lists, sc->counts, &sc->kwmem) < 0) {
 		scan_finish(sc, MAIL_MBOX_TEMPFAIL, "out of memory");
+		return;
+	}
+	if (sc->use_cache && sc->nrows > 0) {
+		scan_lookup(sc);
 		return;
 	}
 	scan_rows(sc);
@@ -588,12 +741,14 @@ int mail_mbox_fetch(struct mail_mbox_store *st, uint64_t account_id, uint64_t ma
 		return -1;
 	}
 	sc = mbox_scan_new(st, body, msg_cb, done_cb, ctx);
+	if (sc != NULL)
+		sc->use_cache = body && st->cache != NULL;
 	if (sc == NULL || mbox_scan_param(sc, "%" PRIu64, account_id) < 0
 	    || mbox_scan_param(sc, "%" PRIu64, mailbox_id) < 0
 	    || mbox_scan_param(sc, "%s", lo) < 0 || mbox_scan_param(sc, "%s", hi) < 0
 	    || mbox_scan_param(sc, "%s", mr) < 0
 	    || mbox_scan_param(sc, "%u", sc->limit) < 0
-	    || mbox_scan_param(sc, "%s", body ? "t" : "f") < 0
+	    || mbox_scan_param(sc, "%s", body && !sc->use_cache ? "t" : "f") < 0
 	    || mbox_scan_start(sc, NULL, 2) < 0) {
 		if (sc != NULL)
 			mbox_scan_abort(sc);

@@ -25,6 +25,7 @@ enum mbox_stmt {
 	MS_MOVE,
 	MS_EXPUNGE,
 	MS_CHANGES,
+	MS_BODIES,
 	MS_COUNT
 };
 
@@ -35,6 +36,7 @@ struct mail_mbox_store {
 	char node[64];
 	size_t max_message_size;
 	unsigned int fetch_chunk;
+	struct store_blob_cache *cache;	/* NULL: none */
 	const struct store_pg_stmt *stmt[MS_COUNT];
 };
 

@@ -92,6 +92,11 @@ static const struct {
 		"SELECT c.kind, c.uid, c.modseq, c.flags, c.keywords, c.extra, c.uidvalidity,"
 		" (SELECT mb.name FROM mailboxes mb WHERE mb.account_id = $1 AND mb.id = $2)"
 		" FROM mailbox_changes($1, $2, $3, $4, $5) c" },
+	/* the bodies a FETCH did not find in the cache: $1 is a comma list of
+	 * hex SHA-256 (the result is read in binary: no hex on either side) */
+	[MS_BODIES] = { "mbox_bodies", 1,
+		"SELECT b.sha256, b.body FROM mail_blobs b WHERE b.sha256 = ANY (ARRAY("
+		"SELECT decode(h, 'hex') FROM unnest(string_to_array($1::text, ',')) AS h))" },
 };
 
 struct mail_mbox_store *mail_mbox_store_new(const struct mail_mbox_settings *set,
@@ -115,6 +120,7 @@ struct mail_mbox_store *mail_mbox_store_new(const struct mail_mbox_settings *set
 	st->max_message_size = set->max_message_size != 0 ? set->max_message_size
 							   : MAIL_MBOX_MESSAGE_MAX_DEFAULT;
 	st->fetch_chunk = set->fetch_chunk != 0 ? set->fetch_chunk : 32;
+	st->cache = set->cache;
 	for (int i = 0; i < MS_COUNT; i++) {
 		st->stmt[i] = store_pgpool_declare(st->pool, stmt_defs[i].name, stmt_defs[i].sql,
 						   stmt_defs[i].nparams, NULL, error_r);

@@ -14,6 +14,7 @@
 #include "postern/mail-mailbox.h"
 #include "postern/store-admin.h"
 #include "postern/store-blob.h"
+#include "postern/store-blob-cache.h"
 #include "postern/store-migrate.h"
 #include "postern/store-pg.h"
 #include "postern/store-pgpool.h"
@@ -1069,6 +1070,96 @@ PN_TEST(test_changes)
 	res_free(x);
 }
 
+/* The lock-free paths of migration 005: a SELECT with nothing to claim and
+ * EXAMINE answer like the locked path; a poll finds a flag change alone,
+ * an expunge alone and a new message, and with nothing changed gives the
+ * mailbox row only. */
+PN_TEST(test_fast_paths)
+{
+	uint64_t acc = new_account(), inbox;
+	struct mail_uid_range r1 = { 1, 1 }, r3 = { 3, 3 };
+	struct mail_uidset s1 = { &r1, 1 }, s3 = { &r3, 1 };
+	struct res *a, *b, *x;
+	uint64_t since;
+	uint32_t known;
+
+	CHECK(acc != 0);
+	inbox = fill_inbox(acc);
+	a = do_select(acc, "INBOX", true);	/* claims: the locked path */
+	b = do_select(acc, "INBOX", true);	/* nothing left: the fast path */
+	x = do_select(acc, "INBOX", false);	/* EXAMINE: always the fast path */
+	for (struct res *y = b; y != NULL; y = y == b ? x : NULL) {
+		CHECK_INT(y->r, MAIL_MBOX_OK);
+		CHECK_INT(y->id, a->id);
+		CHECK_INT(y->count, a->count);
+		CHECK_INT(y->uids[0], a->uids[0]);
+		CHECK_INT(y->uids[2], a->uids[2]);
+		CHECK_INT(y->uidnext, a->uidnext);
+		CHECK_INT(y->uidvalidity, a->uidvalidity);
+		CHECK_INT(y->modseq, a->modseq);
+		CHECK_INT(y->unseen, a->unseen);
+		CHECK_INT(y->first_unseen, a->first_unseen);
+		CHECK_STR(y->keywords, a->keywords);
+		CHECK_INT(y->recent_after, 3);
+	}
+	res_free(x);
+	x = do_select(acc, "Nowhere", true);
+	CHECK_INT(x->r, MAIL_MBOX_NONEXISTENT);
+	res_free(x);
+	since = b->modseq;
+	known = b->uidnext;
+
+	/* a flag change alone (uidnext unchanged) */
+	res_free(do_store(acc, inbox, &s1, MAIL_STORE_ADD, MAIL_FLAG_ANSWERED, NULL, 0));
+	x = do_changes(acc, inbox, since, known, true);
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	CHECK_INT(x->count, 0);
+	CHECK_INT(x->count2, 1);
+	CHECK_INT(x->uids2[0], 1);
+	CHECK_INT(x->count3, 0);
+	CHECK(x->modseq > since);
+	since = x->modseq;
+	res_free(x);
+	/* nothing since */
+	x = do_changes(acc, inbox, since, known, true);
+	CHECK_INT(x->count + x->count2 + x->count3, 0);
+	CHECK_INT(x->modseq, since);
+	CHECK_INT(x->uidnext, known);
+	res_free(x);
+	/* an expunge alone */
+	res_free(do_store(acc, inbox, &s3, MAIL_STORE_ADD, MAIL_FLAG_DELETED, NULL, 0));
+	{
+		struct res *e = res_new();
+
+		CHECK(mail_mbox_expunge(st, acc, inbox, &s3, expunge_cb, e) == 0);
+		CHECK(run_until(&e->done));
+		CHECK_INT(e->count, 1);
+		res_free(e);
+	}
+	x = do_changes(acc, inbox, since, known, false);
+	CHECK_INT(x->count, 1);
+	CHECK_INT(x->uids[0], 3);
+	CHECK_INT(x->count3, 0);
+	since = x->modseq;
+	res_free(x);
+	/* a new message: an EXAMINE-like poll sees it without claiming it,
+	 * the next claiming poll claims it */
+	CHECK_INT(do_append(acc, "INBOX", msg1, 0, NULL, d1, NULL), 4);
+	x = do_changes(acc, inbox, since, known, false);
+	CHECK_INT(x->count3, 1);
+	CHECK_INT(x->recent_after, 3);
+	res_free(x);
+	x = do_changes(acc, inbox, since, known, true);
+	CHECK_INT(x->count3, 1);
+	CHECK(x->updated[0]);
+	res_free(x);
+	x = do_changes(acc, inbox, 1, 1, false);
+	CHECK_INT(x->r, MAIL_MBOX_OK);
+	res_free(x);
+	res_free(a);
+	res_free(b);
+}
+
 static void check_search(uint64_t acc, uint64_t mb, const struct mail_search_node *tree,
 			 const char *expect, int line)
 {
@@ -1437,6 +1528,88 @@ PN_TEST(test_quota)
 	}
 }
 
+/* FETCH with a body cache: the same rows and bytes as without, over two
+ * chunks, a body shared by two messages, the second FETCH served from the
+ * cache; and a cache too small to keep anything (bytes from the query). */
+static void fetch_cached(struct store_blob_cache *cache, unsigned int chunk, uint64_t acc,
+			 uint64_t inbox)
+{
+	struct store_pgpool_settings ps = { .dsn = dsn, .max_conns = 1 };
+	struct mail_mbox_store *saved = st, *alt = NULL;
+	struct store_pgpool *pool2;
+	const char *error;
+	struct mail_uid_range all = { 1, UINT32_MAX };
+	struct mail_uidset set = { &all, 1 };
+
+	pool2 = store_pgpool_new(loop, &ps, &error);
+	CHECK(pool2 != NULL);
+	if (pool2 != NULL) {
+		struct mail_mbox_settings ms = { .pool = pool2, .node = "test",
+						 .fetch_chunk = chunk, .cache = cache };
+
+		alt = mail_mbox_store_new(&ms, &error);
+	}
+	CHECK(alt != NULL);
+	for (int round = 0; alt != NULL && round < 2; round++) {
+		struct res *x;
+
+		st = alt;
+		x = do_fetch(acc, inbox, &set, true);
+		st = saved;
+		CHECK_INT(x->r, MAIL_MBOX_OK);
+		CHECK_INT(x->count, 4);
+		CHECK_INT(x->uids[0], 1);
+		CHECK_INT(x->uids[3], 4);
+		CHECK_MEM(x->data[0], x->data_len[0], msg1, strlen(msg1));
+		CHECK_MEM(x->data[1], x->data_len[1], msg2, strlen(msg2));
+		CHECK_MEM(x->data[2], x->data_len[2], msg3, strlen(msg3));
+		CHECK_MEM(x->data[3], x->data_len[3], msg1, strlen(msg1));
+		CHECK_INT(x->flags[1], MAIL_FLAG_FLAGGED);
+		CHECK_STR(x->kw[1], "$Work");
+		CHECK(strstr(x->envelope[0], "\"Hello world\"") != NULL);
+		res_free(x);
+		/* without the bytes the cache is not asked */
+		st = alt;
+		x = do_fetch(acc, inbox, &set, false);
+		st = saved;
+		CHECK_INT(x->count, 4);
+		CHECK(x->data[0] == NULL);
+		res_free(x);
+	}
+	mail_mbox_store_free(&alt);
+	if (pool2 != NULL)
+		store_pgpool_free(&pool2);
+}
+
+PN_TEST(test_fetch_cache)
+{
+	uint64_t acc = new_account(), inbox;
+	struct store_blob_cache *cache = store_blob_cache_new(1u << 20);
+	struct store_blob_cache *tiny = store_blob_cache_new(8);
+	struct store_blob_cache_stats cs;
+
+	CHECK(acc != 0 && cache != NULL && tiny != NULL);
+	inbox = fill_inbox(acc);
+	CHECK_INT(do_append(acc, "INBOX", msg1, 0, NULL, d1, NULL), 4);
+	/* chunks of 3: msg1, msg2, msg3 missed and read; then UID 4 (msg1
+	 * again) and the whole second FETCH from the cache */
+	fetch_cached(cache, 3, acc, inbox);
+	store_blob_cache_get_stats(cache, &cs);
+	CHECK_INT(cs.misses, 3);
+	CHECK_INT(cs.inserts, 3);
+	CHECK_INT(cs.hits, 1 + 4);
+	CHECK_INT(cs.entries, 3);
+	CHECK_INT(cs.bytes, strlen(msg1) + strlen(msg2) + strlen(msg3));
+	/* one chunk holding msg1 twice: both rows get the one body read */
+	fetch_cached(tiny, 32, acc, inbox);
+	store_blob_cache_get_stats(tiny, &cs);
+	CHECK_INT(cs.entries, 0);
+	CHECK_INT(cs.misses, 8);
+	CHECK_INT(cs.hits, 0);
+	store_blob_cache_free(&cache);
+	store_blob_cache_free(&tiny);
+}
+
 /* Redis unreachable: operations still work (notifications are lost). */
 PN_TEST(test_redis_down)
 {
@@ -1492,6 +1665,8 @@ PN_TEST(test_external_blobs)
 	char dir[] = "/tmp/postern-test-mbox-XXXXXX";
 	char body[256];
 	uint64_t acc = new_account(), inbox;
+	struct store_blob_cache *cache = store_blob_cache_new(1u << 20);
+	struct store_blob_cache_stats cs;
 	struct mail_uid_range r1 = { 1, 1 };
 	struct mail_uidset s1 = { &r1, 1 };
 	struct res *x;
@@ -1513,7 +1688,8 @@ PN_TEST(test_external_blobs)
 	if (blob == NULL)
 		goto out;
 	{
-		struct mail_mbox_settings ms = { .pool = pool2, .blob = blob, .node = "test" };
+		struct mail_mbox_settings ms = { .pool = pool2, .blob = blob, .node = "test",
+						 .cache = cache };
 
 		ext = mail_mbox_store_new(&ms, &error);
 	}
@@ -1538,12 +1714,19 @@ PN_TEST(test_external_blobs)
 	x = do_status(acc, "INBOX");
 	inbox = x->status.id;
 	res_free(x);
-	x = do_fetch(acc, inbox, &s1, true);
-	CHECK_INT(x->r, MAIL_MBOX_OK);
-	CHECK_INT(x->count, 1);
-	CHECK_MEM(x->data[0], x->data_len[0], body, strlen(body));
-	CHECK(strstr(x->envelope[0], "external") != NULL);
-	res_free(x);
+	/* the second time from the body cache, not the file */
+	for (int round = 0; round < 2; round++) {
+		x = do_fetch(acc, inbox, &s1, true);
+		CHECK_INT(x->r, MAIL_MBOX_OK);
+		CHECK_INT(x->count, 1);
+		CHECK_MEM(x->data[0], x->data_len[0], body, strlen(body));
+		CHECK(strstr(x->envelope[0], "external") != NULL);
+		res_free(x);
+	}
+	store_blob_cache_get_stats(cache, &cs);
+	CHECK_INT(cs.misses, 1);
+	CHECK_INT(cs.inserts, 1);
+	CHECK_INT(cs.hits, 1);
 	/* the same search path reads bodies from the files */
 	{
 		struct mail_search_node n = { .type = MAIL_SK_BODY, .str = "IN A FILE" };
@@ -1561,6 +1744,7 @@ out:
 		store_pgpool_free(&pool2);
 	if (wp != NULL)
 		pn_workpool_free(&wp);
+	store_blob_cache_free(&cache);
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -1700,10 +1884,12 @@ int main(void)
 		PN_TEST_CASE(test_list_patterns),
 		PN_TEST_CASE(test_list),
 		PN_TEST_CASE(test_append_fetch_status),
+		PN_TEST_CASE(test_fetch_cache),
 		PN_TEST_CASE(test_select_recent),
 		PN_TEST_CASE(test_store),
 		PN_TEST_CASE(test_copy_move_expunge),
 		PN_TEST_CASE(test_changes),
+		PN_TEST_CASE(test_fast_paths),
 		PN_TEST_CASE(test_search),
 		PN_TEST_CASE(test_delete_rename),
 		PN_TEST_CASE(test_internaldate_zone),

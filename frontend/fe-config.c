@@ -224,6 +224,8 @@ static const struct pn_config_def defs[] = {
 	  "Threads verifying password hashes (off the event loops); 0 means one per CPU core." },
 	{ "auth_queue", PN_CFG_INT_RANGE(1, 1000000), "1024", F(auth_queue), NULL,
 	  "Password checks waiting for a worker; beyond this a login gets a temporary failure." },
+	{ "blob_cache_size", PN_CFG_SIZE_RANGE(0, (uint64_t)64 * 1024 * 1024 * 1024), "64m", F(blob_cache_size), NULL,
+	  "Memory for message bodies kept by the node for IMAP FETCH (shared by its threads, least recently used evicted; a body over an eighth of it is not kept); bodies never change, so this only saves PostgreSQL reads. 0 turns the cache off." },
 	{ "pop3_retr_sets_seen", PN_CFG_BOOL, "yes", F(pop3_retr_sets_seen), NULL,
 	  "POP3 RETR sets \\Seen on the message, so it shows as read in IMAP (TOP never does)." },
 	{ "pop3_lock_lease", PN_CFG_DURATION_RANGE(SEC(5), SEC(3600)), "60s", F(pop3_lock_lease_ms), NULL,

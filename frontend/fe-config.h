@@ -73,6 +73,8 @@ struct fe_config {
 	int64_t auth_workers;		/* 0: one per core */
 	int64_t auth_queue;
 
+	uint64_t blob_cache_size;	/* bytes; 0: no body cache */
+
 	bool pop3_retr_sets_seen;
 	uint64_t pop3_lock_lease_ms;
 

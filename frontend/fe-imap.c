@@ -102,7 +102,7 @@ static void tm_init(void)
 }
 
 static struct mail_mbox_store *thread_mbox(struct fe_backend *b, const char *node,
-					   const char **error_r)
+					   struct store_blob_cache *cache, const char **error_r)
 {
 	struct thread_mbox *tm;
 
@@ -130,7 +130,9 @@ static struct mail_mbox_store *thread_mbox(struct fe_backend *b, const char *nod
 	 * statements went with the old pool */
 	mail_mbox_store_free(&tm->st);
 	{
-		struct mail_mbox_settings set = { .pool = b->pg, .redis = b->redis, .node = node };
+		struct mail_mbox_settings set = {
+			.pool = b->pg, .redis = b->redis, .node = node, .cache = cache,
+		};
 
 		tm->st = mail_mbox_store_new(&set, error_r);
 	}
@@ -1476,7 +1478,8 @@ static void *imap_create(struct fe_conn *conn, const struct fe_session_info *inf
 	p->node = fe_thread_node(p->th);
 	p->info = info;
 	p->pend_tail = &p->pend_head;
-	p->st = thread_mbox(fe_thread_backend(p->th), p->node->node_name, &error);
+	p->st = thread_mbox(fe_thread_backend(p->th), p->node->node_name, p->node->blob_cache,
+			    &error);
 	if (p->st == NULL)
 		pn_debug("event=imap_no_store session=%s error=\"%s\"", info->session_id, error);
 	imap_settings_defaults(&set);

@@ -557,6 +557,15 @@ int fe_node_init(struct fe_node *node, struct fe_config *cfg, const char **error
 		if (node->auth_pool == NULL)
 			return -1;
 	}
+	if (node->cfg.blob_cache_size > 0) {
+		node->blob_cache = store_blob_cache_new((size_t)node->cfg.blob_cache_size);
+		if (node->blob_cache == NULL) {
+			*error_r = "out of memory";
+			return -1;
+		}
+		if (store_blob_cache_metrics(node->blob_cache, node->metrics.reg, error_r) < 0)
+			return -1;
+	}
 	node->nthreads = node->cfg.threads > 0 ? (unsigned int)node->cfg.threads : cores();
 	node->threads = calloc(node->nthreads, sizeof(*node->threads));
 	if (node->threads == NULL) {
@@ -683,6 +692,7 @@ void fe_node_free(struct fe_node *node)
 	if (node->signal_io == PN_IO_NONE && node->signal_fd >= 0)
 		close(node->signal_fd);
 	pn_workpool_free(&node->auth_pool);
+	store_blob_cache_free(&node->blob_cache);	/* after the threads' stores */
 	pn_tls_ctx_free(&node->tls);
 	pn_cidr_list_free(&node->proxy_trusted);
 	pn_cidr_list_free(&node->plaintext_auth);

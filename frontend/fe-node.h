@@ -34,6 +34,7 @@
 #include "postern/loop.h"
 #include "postern/mail-throttle.h"
 #include "postern/tls.h"
+#include "postern/store-blob-cache.h"
 #include "postern/workpool.h"
 
 #include "fe-config.h"
@@ -105,6 +106,7 @@ struct fe_node {
 	struct fe_metrics metrics;
 	struct mail_throttle_metrics *throttle_metrics;
 	struct pn_workpool *auth_pool;
+	struct store_blob_cache *blob_cache;	/* IMAP FETCH bodies; NULL: off */
 	struct pn_admin *admin;
 	pn_io_id signal_io;
 	int signal_fd;

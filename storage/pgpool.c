@@ -1329,6 +1329,17 @@ const struct store_pg_stmt *store_pgpool_declare(struct store_pgpool *pool,
 	return s;
 }
 
+const struct store_pg_stmt *store_pgpool_find(const struct store_pgpool *pool,
+					      const char *name)
+{
+	if (pool == NULL || name == NULL)
+		return NULL;
+	for (unsigned int i = 0; i < pool->nstmts; i++)
+		if (strcmp(pool->stmts[i]->name, name) == 0)
+			return pool->stmts[i];
+	return NULL;
+}
+
 static bool query_ok(const struct store_pg_query *q)
 {
 	if (q == NULL || (q->sql == NULL) == (q->stmt == NULL))

@@ -154,6 +154,11 @@ PN_TEST(test_prepared)
 	CHECK(store_pgpool_declare(pool, "Bad-Name", "SELECT 1", 0, NULL, &error) == NULL);
 	bad = store_pgpool_declare(pool, "t_bad", "SELEC 1", 0, NULL, &error);
 	CHECK(bad != NULL);
+	/* found again by name (declare on first use, find on the next) */
+	CHECK(store_pgpool_find(pool, "t_add") == add);
+	CHECK(store_pgpool_find(pool, "t_bad") == bad);
+	CHECK(store_pgpool_find(pool, "t_none") == NULL);
+	CHECK(store_pgpool_find(NULL, "t_add") == NULL);
 
 	/* eight runs over two connections: each prepares it lazily once */
 	for (int i = 0; i < 8; i++) {

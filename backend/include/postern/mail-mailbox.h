@@ -91,6 +91,8 @@ int mail_mbox_name_normalize(const char *name, char *out, size_t size);
 
 /* ---- the store ---- */
 
+struct store_blob_cache;
+
 struct mail_mbox_settings {
 	struct store_pgpool *pool;   /* required */
 	struct store_blob *blob;     /* NULL: bodies in mail_blobs.body */
@@ -98,6 +100,11 @@ struct mail_mbox_settings {
 	const char *node;            /* in notifications; default "node" */
 	size_t max_message_size;     /* APPEND limit; default 64 MiB */
 	unsigned int fetch_chunk;    /* messages per query with bytes; default 32 */
+	/* NULL: no cache. Else FETCH reads the rows without the bytes, takes
+	 * the bodies it finds here (by the row's SHA-256) and reads only the
+	 * others, in one more query per chunk, putting them in. Shared by
+	 * stores of several threads; outlives the store. */
+	struct store_blob_cache *cache;
 };
 
 /* Declares the prepared statements on the pool (names "mbox_*"; so one

@@ -134,6 +134,12 @@ const struct store_pg_stmt *store_pgpool_declare(struct store_pgpool *pool,
 						 int nparams, const Oid *types,
 						 const char **error_r);
 
+/* The statement declared in pool under name, or NULL: lets a module
+ * without an object of its own (e.g. the login lookup) declare its
+ * statement on first use and find it again on the next. */
+const struct store_pg_stmt *store_pgpool_find(const struct store_pgpool *pool,
+					      const char *name);
+
 /* Runs one statement on a pooled connection (autocommit). */
 int store_pgpool_query(struct store_pgpool *pool, const struct store_pg_query *q,
 		       store_pg_cb *cb, void *ctx);
