@@ -671,6 +671,9 @@ def main(argv=None):
     up.add_argument("--port-base", type=int, default=None,
                     help="offset of every port (default: the base of the last `up` "
                     "in this state folder, else %d: IMAP on 1143)" % DEFAULT_PORT_BASE)
+    up.add_argument("--no-build", action="store_true",
+                    help="do not build first (deploy/local/cluster builds Release "
+                         "into build/ before every up otherwise)")
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT,
                     help="seconds to wait for each daemon to be ready")
     down = sub.add_parser("down", help="stop everything (data is kept unless --purge)")

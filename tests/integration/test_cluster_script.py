@@ -219,6 +219,21 @@ class ClusterScriptTest(unittest.TestCase):
         self.assertNotIn("balancer", nodes)
         self.assertIn("frontend-1", nodes)
 
+    def test_entry_help_does_not_build(self):
+        # `deploy/local/cluster up --help` shows the options (--no-build too)
+        # and neither installs nor builds anything first.
+        entry = os.path.join(TOP, "deploy", "local", "cluster")
+        t0 = time.time()
+        p = subprocess.run([entry, "--var", self.var, "up", "--help"], env=self.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("--no-build", p.stdout)
+        self.assertIn("--port-base", p.stdout)
+        self.assertNotIn("building", p.stdout)
+        self.assertFalse(os.path.exists(os.path.join(self.var, "log", "build.log")))
+        self.assertLess(time.time() - t0, 10)
+
     def test_port_base_limits(self):
         p = self.run_cluster("up", "--port-base", "60000")
         self.assertEqual(p.returncode, 1)
