@@ -49,7 +49,8 @@ between this file and the daemons:
     frontend:           POSTERN_PROXY_TRUSTED  networks allowed to send PROXY v2
     balancer:           POSTERN_<P>_UPSTREAMS  frontends' P listeners, comma
                         separated; POSTERN_UPSTREAM_ADMIN the frontends' admin
-                        addresses (health: /readyz); POSTERN_PROXY_PROTOCOL v2
+                        addresses (health: /readyz); POSTERN_UPSTREAM_NAMES
+                        their names (frontend-1, ...); POSTERN_PROXY_PROTOCOL v2
 A process is ready when it is alive, each of its listen ports accepts a TCP
 connection and its admin port answers GET /readyz with 200 (serving).
 
@@ -217,6 +218,7 @@ def process_table(c):
                       dict(common, POSTERN_PROXY_PROTOCOL="v2",
                            POSTERN_UPSTREAM_ADMIN=",".join("127.0.0.1:%d" % fe.admin
                                                            for fe in frontends),
+                           POSTERN_UPSTREAM_NAMES=",".join(fe.name for fe in frontends),
                            **upstreams, **_listen_env(listen))))
     for j in range(1, BACKENDS + 1):
         procs.append(Proc("backend-%d" % j, "backend", "backend/postern-backend", {},

@@ -156,6 +156,8 @@ class ClusterScriptTest(unittest.TestCase):
         self.assertEqual(bal["POSTERN_IMAP_UPSTREAMS"], "127.0.0.1:%d,127.0.0.1:%d" % (
             self.base + 10143, self.base + 11143))
         self.assertNotIn("POSTERN_PG_DSN", bal)   # the balancer has no database
+        # Its servers carry the names that status shows.
+        self.assertEqual(bal["POSTERN_UPSTREAM_NAMES"], "frontend-1,frontend-2")
         fe = self.logged_env("frontend-1")
         self.assertEqual(fe["POSTERN_PG_DSN"], self.env["POSTERN_PG_DSN"])
         self.assertEqual(fe["POSTERN_ADMIN_LISTEN"], "127.0.0.1:%d" % (self.base + 9081))
