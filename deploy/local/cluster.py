@@ -529,8 +529,15 @@ def cmd_up(c, timeout=READY_TIMEOUT):
     print(summary(c, prov))
 
 
+def _shown(path):
+    """path as the user can type it here: relative below the current folder,
+    else absolute."""
+    rel = os.path.relpath(path, os.getcwd())
+    return path if rel.startswith("..") else rel
+
+
 def summary(c, prov=None):
-    rel = os.path.relpath(c.var, os.getcwd())
+    rel = _shown(c.var)
     lines = ["Postern local cluster, port base %d, state in %s" % (c.port_base, rel), ""]
     procs = process_table(c)
     balancer = next(p for p in procs if p.role == "balancer")
@@ -554,15 +561,15 @@ def summary(c, prov=None):
     lines.append("")
     tls = c.tls()
     lines.append("TLS: CA %s (trust it in clients), certificate for localhost, "
-                 "127.0.0.1, mail.example.test" % os.path.relpath(tls["ca"], os.getcwd()))
-    lines.append("Logs: %s/*.log" % os.path.relpath(c.log_dir, os.getcwd()))
+                 "127.0.0.1, mail.example.test" % _shown(tls["ca"]))
+    lines.append("Logs: %s/*.log" % _shown(c.log_dir))
     if prov:
         lines.append("Demo: " + prov)
     lines.append("Log in as %s / %s, for example:" % (DEMO_USER, DEMO_PASSWORD))
-    ca = os.path.relpath(tls["ca"], os.getcwd())
+    ca = _shown(tls["ca"])
     lines.append("  curl --cacert %s 'imaps://127.0.0.1:%d/INBOX' -u %s:%s"
                  % (ca, balancer.listen["imaps"], DEMO_USER, DEMO_PASSWORD))
-    lines.append("  swaks --server 127.0.0.1:%d --tls --tls-ca-path %s --auth-user %s "
+    lines.append("  swaks --server 127.0.0.1:%d --tls --tls-verify --tls-ca-path %s --auth-user %s "
                  "--auth-password %s --from %s --to %s"
                  % (balancer.listen["submission"], ca, DEMO_USER, DEMO_PASSWORD,
                     DEMO_USER, DEMO_USER))
