@@ -470,7 +470,8 @@ class PosternctlTest(CtlTestBase):
         self.assertIn("SOURCE", self.ok("alias", "list"))
         self.fails("alias", "list", "--tenant", "nope", contains="unknown tenant")
         # remove one destination, then all of a source
-        self.ok("alias", "remove", "info@als.test", "someone@remote.example")
+        out = self.ok("alias", "remove", "info@als.test", "someone@remote.example")
+        self.assertIn("alias info@als.test: removed someone@remote.example", out)
         self.fails("alias", "remove", "info@als.test", "someone@remote.example",
                    contains="no alias")
         self.ok("alias", "remove", "@als.test")
