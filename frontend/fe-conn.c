@@ -62,6 +62,7 @@ struct fe_conn {
 	enum phase phase;
 	enum fe_session_state state;
 	bool counted;			/* state counted in the sessions gauge */
+	bool proxy_local;		/* PROXY LOCAL: the balancer's own health check */
 
 	struct pn_buf pre, in, tls_plain, out, wbuf;
 
@@ -447,9 +448,12 @@ static int start_session(struct fe_conn *c)
 	}
 	c->session_started = true;
 	fe_conn_set_state(c, c->tls != NULL ? FE_STATE_CONNECTING : FE_STATE_UNAUTHENTICATED);
-	pn_info("event=connect session=%s service=%s client=%s peer=%s tls=%s", c->session_id,
-		fe_service_name(c->svc), c->info.client_str, c->peer_str,
-		c->tls != NULL ? "implicit" : c->info.tls ? "proxy" : "no");
+	/* The balancer's health checks (PROXY LOCAL, several a second per
+	 * listener) log at debug level, so that info shows the clients. */
+	pn_log(c->proxy_local ? PN_LOG_DEBUG : PN_LOG_INFO,
+	       "event=connect session=%s service=%s client=%s peer=%s tls=%s", c->session_id,
+	       fe_service_name(c->svc), c->info.client_str, c->peer_str,
+	       c->tls != NULL ? "implicit" : c->info.tls ? "proxy" : "no");
 	return 0;
 }
 
@@ -481,6 +485,7 @@ static void proxy_in(struct fe_conn *c, const uint8_t *data, size_t len)
 	}
 	if (hdr.command == PN_PROXY_CMD_PROXY && hdr.has_addrs)
 		c->info.client = hdr.src;
+	c->proxy_local = hdr.command == PN_PROXY_CMD_LOCAL;
 	if (hdr.has_tls && (hdr.tls.client & PN_PP2_CLIENT_SSL)) {
 		/* The balancer terminated TLS for this client. */
 		c->info.tls = true;
@@ -492,7 +497,7 @@ static void proxy_in(struct fe_conn *c, const uint8_t *data, size_t len)
 		fe_conn_abort(c, "session start failed");
 		return;
 	}
-	fe_metrics_connection(c->env->metrics, c->svc, "accepted");
+	fe_metrics_connection(c->env->metrics, c->svc, c->proxy_local ? "local" : "accepted");
 	if (pn_buf_len(&c->pre) > (size_t)n) {
 		struct pn_buf rest = c->pre;
 
@@ -585,7 +590,7 @@ static void conn_free(struct fe_conn *c)
 
 	if (c->counted && env->metrics != NULL)
 		pn_gauge_dec(env->metrics->session_series[c->svc][c->state]);
-	pn_log(c->session_started ? PN_LOG_INFO : PN_LOG_DEBUG,
+	pn_log(c->session_started && !c->proxy_local ? PN_LOG_INFO : PN_LOG_DEBUG,
 	       "event=disconnect session=%s service=%s client=%s reason=\"%s\" "
 	       "duration_ms=%" PRIu64 " bytes_in=%" PRIu64 " bytes_out=%" PRIu64,
 	       c->session_id, fe_service_name(c->svc), c->info.client_str,

@@ -42,7 +42,8 @@ int fe_metrics_init(struct fe_metrics *m, const char **error_r)
 			       "Open client sessions by protocol and state.",
 			       l_protocol_state, error_r)) == NULL ||
 	    (m->connections = add(m, PN_METRIC_COUNTER, "frontend_connections_total",
-				  "Client connections by listener: accepted, or the reason they were refused.",
+				  "Client connections by listener: accepted, local (a balancer "
+				  "health check), or the reason they were refused.",
 				  l_service_result, error_r)) == NULL ||
 	    (m->logins = add(m, PN_METRIC_COUNTER, "logins_total",
 			     "Login attempts by protocol and result.", l_protocol_result,

@@ -409,7 +409,8 @@ int store_domain_list(PGconn *conn, const char *tenant, store_domain_cb *cb,
 	res = store_pg_exec(conn,
 		"SELECT d.id, d.name, t.name,"
 		" (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id),"
-		" (SELECT count(*) FROM aliases al WHERE al.domain_id = d.id)"
+		" (SELECT count(DISTINCT lower(al.source)) FROM aliases al"
+		"  WHERE al.domain_id = d.id)"
 		" FROM domains d JOIN tenants t ON t.id = d.tenant_id"
 		" WHERE $1::bigint IS NULL OR d.tenant_id = $1"
 		" ORDER BY d.name", 1, params, error_r);

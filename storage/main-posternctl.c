@@ -744,8 +744,19 @@ static int cmd_alias_remove(struct cli *c)
 {
 	const char *error = NULL;
 
-	return done(store_alias_remove(c->pg, c->args[0], c->args + 1, (size_t)c->nargs - 1,
-				       &error), &error, "alias %s removed", c->args[0]);
+	if (store_alias_remove(c->pg, c->args[0], c->args + 1, (size_t)c->nargs - 1,
+			       &error) < 0)
+		return fail("%s", error);
+	if (c->nargs == 1) {
+		printf("alias %s removed\n", c->args[0]);
+	} else {
+		/* Only these destinations: the alias may go on with others. */
+		printf("alias %s: removed", c->args[0]);
+		for (int i = 1; i < c->nargs; i++)
+			printf("%s %s", i > 1 ? "," : "", c->args[i]);
+		putchar('\n');
+	}
+	return EXIT_SUCCESS;
 }
 
 static void alias_row(const struct store_alias_info *a, void *ctx)

@@ -49,7 +49,8 @@ between this file and the daemons:
     frontend:           POSTERN_PROXY_TRUSTED  networks allowed to send PROXY v2
     balancer:           POSTERN_<P>_UPSTREAMS  frontends' P listeners, comma
                         separated; POSTERN_UPSTREAM_ADMIN the frontends' admin
-                        addresses (health: /readyz); POSTERN_PROXY_PROTOCOL v2
+                        addresses (health: /readyz); POSTERN_UPSTREAM_NAMES
+                        their names (frontend-1, ...); POSTERN_PROXY_PROTOCOL v2
 A process is ready when it is alive, each of its listen ports accepts a TCP
 connection and its admin port answers GET /readyz with 200 (serving).
 
@@ -217,6 +218,7 @@ def process_table(c):
                       dict(common, POSTERN_PROXY_PROTOCOL="v2",
                            POSTERN_UPSTREAM_ADMIN=",".join("127.0.0.1:%d" % fe.admin
                                                            for fe in frontends),
+                           POSTERN_UPSTREAM_NAMES=",".join(fe.name for fe in frontends),
                            **upstreams, **_listen_env(listen))))
     for j in range(1, BACKENDS + 1):
         procs.append(Proc("backend-%d" % j, "backend", "backend/postern-backend", {},
@@ -527,8 +529,15 @@ def cmd_up(c, timeout=READY_TIMEOUT):
     print(summary(c, prov))
 
 
+def _shown(path):
+    """path as the user can type it here: relative below the current folder,
+    else absolute."""
+    rel = os.path.relpath(path, os.getcwd())
+    return path if rel.startswith("..") else rel
+
+
 def summary(c, prov=None):
-    rel = os.path.relpath(c.var, os.getcwd())
+    rel = _shown(c.var)
     lines = ["Postern local cluster, port base %d, state in %s" % (c.port_base, rel), ""]
     procs = process_table(c)
     balancer = next(p for p in procs if p.role == "balancer")
@@ -552,15 +561,15 @@ def summary(c, prov=None):
     lines.append("")
     tls = c.tls()
     lines.append("TLS: CA %s (trust it in clients), certificate for localhost, "
-                 "127.0.0.1, mail.example.test" % os.path.relpath(tls["ca"], os.getcwd()))
-    lines.append("Logs: %s/*.log" % os.path.relpath(c.log_dir, os.getcwd()))
+                 "127.0.0.1, mail.example.test" % _shown(tls["ca"]))
+    lines.append("Logs: %s/*.log" % _shown(c.log_dir))
     if prov:
         lines.append("Demo: " + prov)
     lines.append("Log in as %s / %s, for example:" % (DEMO_USER, DEMO_PASSWORD))
-    ca = os.path.relpath(tls["ca"], os.getcwd())
+    ca = _shown(tls["ca"])
     lines.append("  curl --cacert %s 'imaps://127.0.0.1:%d/INBOX' -u %s:%s"
                  % (ca, balancer.listen["imaps"], DEMO_USER, DEMO_PASSWORD))
-    lines.append("  swaks --server 127.0.0.1:%d --tls --tls-ca-path %s --auth-user %s "
+    lines.append("  swaks --server 127.0.0.1:%d --tls --tls-verify --tls-ca-path %s --auth-user %s "
                  "--auth-password %s --from %s --to %s"
                  % (balancer.listen["submission"], ca, DEMO_USER, DEMO_PASSWORD,
                     DEMO_USER, DEMO_USER))
@@ -671,6 +680,9 @@ def main(argv=None):
     up.add_argument("--port-base", type=int, default=None,
                     help="offset of every port (default: the base of the last `up` "
                     "in this state folder, else %d: IMAP on 1143)" % DEFAULT_PORT_BASE)
+    up.add_argument("--no-build", action="store_true",
+                    help="do not build first (deploy/local/cluster builds Release "
+                         "into build/ before every up otherwise)")
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT,
                     help="seconds to wait for each daemon to be ready")
     down = sub.add_parser("down", help="stop everything (data is kept unless --purge)")

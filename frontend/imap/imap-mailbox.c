@@ -328,9 +328,10 @@ void cmd_list(struct imap_session *s, const struct imap_arg *args, bool lsub)
 			const struct imap_arg *o = &args[0].list[k];
 			if (imap_arg_atom_equals(o, "SUBSCRIBED"))
 				s->list_subscribed_only = s->list_return_subscribed = true;
+			else if (imap_arg_atom_equals(o, "SPECIAL-USE"))
+				s->list_special_only = true;
 			else if (imap_arg_atom_equals(o, "REMOTE") ||
-				 imap_arg_atom_equals(o, "RECURSIVEMATCH") ||
-				 imap_arg_atom_equals(o, "SPECIAL-USE"))
+				 imap_arg_atom_equals(o, "RECURSIVEMATCH"))
 				;
 			else {
 				cmd_done(s, "BAD", "Unknown LIST selection option");
@@ -554,6 +555,10 @@ int imap_session_list_result(struct imap_session *s, enum imap_result result,
 			continue;
 		if ((s->req.lsub || s->list_subscribed_only) &&
 		    (e[k].box == NULL || !e[k].box->subscribed))
+			continue;
+		/* RFC 6154 3: the SPECIAL-USE selection option lists only
+		 * mailboxes that have a special-use attribute. */
+		if (s->list_special_only && (e[k].box == NULL || e[k].box->special_use == 0))
 			continue;
 		/* Children: a later name (in sorted order) starting with
 		 * "name/". Names sharing the prefix but going on with a byte

@@ -90,6 +90,7 @@ struct imap_session {
 	const char **list_patterns;
 	size_t list_pattern_n;
 	bool list_subscribed_only, list_return_subscribed;
+	bool list_special_only;	/* LIST (SPECIAL-USE): RFC 6154 3 */
 	/* STATUS: requested items in order */
 	unsigned int status_order[8];
 	unsigned int status_n;

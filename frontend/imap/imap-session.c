@@ -412,6 +412,7 @@ static void cmd_end(struct imap_session *s)
 	s->list_patterns = NULL;
 	s->list_pattern_n = 0;
 	s->list_subscribed_only = s->list_return_subscribed = false;
+	s->list_special_only = false;
 	s->modified_n = 0;
 	s->fetch_changedsince_set = false;
 	s->search_modseq = false;

@@ -353,6 +353,27 @@ PN_TEST(test_mailboxes)
 	       "* LIST (\\HasNoChildren) \"/\" \"Archive/2024\"\r\ng OK LIST completed\r\n"
 	       "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\nh OK LIST completed\r\n"
 	       "* LIST (\\Noselect \\HasChildren) \"/\" \"Work/Projects\"\r\ni OK LIST completed\r\n");
+	/* RFC 6154 3: the SPECIAL-USE selection option keeps only mailboxes
+	 * with a special-use attribute (with SUBSCRIBED: both must hold). */
+	EXPECT("a LOGIN alice secret\r\nb LIST (SPECIAL-USE) \"\" \"*\"\r\n"
+	       "c LIST (SPECIAL-USE SUBSCRIBED) \"\" \"*\" RETURN (SPECIAL-USE)\r\n"
+	       "d LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n",
+	       "a " LOGGED_IN
+	       "* LIST (\\HasChildren \\Archive) \"/\" \"Archive\"\r\n"
+	       "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\n"
+	       "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"\r\n"
+	       "b OK LIST completed\r\n"
+	       "* LIST (\\HasNoChildren \\Sent \\Subscribed) \"/\" \"Sent\"\r\n"
+	       "c OK LIST completed\r\n"
+	       "* LIST (\\HasChildren \\Archive) \"/\" \"Archive\"\r\n"
+	       "* LIST (\\HasNoChildren) \"/\" \"Archive-old\"\r\n"
+	       "* LIST (\\HasNoChildren) \"/\" \"Archive/2024\"\r\n"
+	       "* LIST (\\HasNoChildren) \"/\" \"Caf&AOk-\"\r\n"
+	       "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n"
+	       "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\n"
+	       "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"\r\n"
+	       "* LIST (\\HasNoChildren) \"/\" \"Work/Projects/A\"\r\n"
+	       "d OK LIST completed\r\n");
 	EXPECT("a LOGIN alice secret\r\ni STATUS INBOX (UIDNEXT MESSAGES UNSEEN)\r\n"
 	       "j STATUS nope (MESSAGES)\r\nk CREATE Sent\r\nl CREATE foo/\r\nm DELETE inbox\r\n"
 	       "n RENAME a INBOX\r\no SUBSCRIBE \"Caf&AOk-\"\r\np CREATE \"bad&name\"\r\n"

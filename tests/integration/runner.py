@@ -198,11 +198,28 @@ def main(argv=None):
     os.environ.setdefault("POSTERN_SOURCE_DIR", TOP)
     os.environ.setdefault("POSTERN_BIN_DIR", os.path.join(TOP, "build"))
 
-    tests, load_errors = discover(pattern)
     if list_only:
+        tests, _ = discover(pattern)
         for t in tests:
             print(t.id())
         return 0
+
+    # Services first: support modules read POSTERN_PG_DSN and friends when
+    # they are imported, which discover() does.
+    services_dir = None
+    if start_services and not os.environ.get("POSTERN_PG_DSN"):
+        services_dir = _start_services()
+    try:
+        return _run(pattern, ci)
+    finally:
+        if services_dir:
+            import services
+            services.stop(services_dir, remove=True)
+            shutil.rmtree(services_dir, ignore_errors=True)
+
+
+def _run(pattern, ci):
+    tests, load_errors = discover(pattern)
 
     result = _Result(ci)
     for modname, tb in load_errors:
@@ -214,16 +231,7 @@ def main(argv=None):
         if pattern:
             result.failed += 1
 
-    services_dir = None
-    if tests and start_services and not os.environ.get("POSTERN_PG_DSN"):
-        services_dir = _start_services()
-    try:
-        unittest.TestSuite(tests).run(result)
-    finally:
-        if services_dir:
-            import services
-            services.stop(services_dir, remove=True)
-            shutil.rmtree(services_dir, ignore_errors=True)
+    unittest.TestSuite(tests).run(result)
     if result.skipped and not ci:
         print("integration: %d skipped (counted as failures under CI=true)" % result.skipped)
     print("integration: %d passed, %d failed" % (result.passed, result.failed), flush=True)

@@ -17,6 +17,7 @@ import signal
 import smtplib
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -28,12 +29,29 @@ SRC = os.environ.get("POSTERN_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("POSTERN_BIN_DIR") or os.path.join(SRC, "build")
 CLUSTER = os.path.join(SRC, "deploy", "local", "cluster.py")
-# Every port of the cluster is derived from BASE (balancer 3024..3995,
-# frontends 13024..14995, admin 12080..12092): below the kernel's ephemeral
-# range (32768+, where other tests' outgoing connections live), below the
-# harness's service ports (15000+) and clear of a developer's default
-# cluster (base 1000).
-BASE = 3000
+# Every port of the cluster is derived from BASE (for 3000: balancer
+# 3024..3995, frontends 13024..14995, admin 12080..12092): below the
+# kernel's ephemeral range (32768+, where other tests' outgoing connections
+# live), below the harness's service ports (15000+) and clear of a
+# developer's default cluster (base 1000). BASE is the first of 3000, 2900,
+# ..., 2000 whose every port is free, so that a cluster someone runs by hand
+# with one of these bases does not fail the test.
+sys.path.insert(0, os.path.dirname(CLUSTER))
+import cluster  # noqa: E402
+import services  # noqa: E402
+
+
+def _free_base():
+    for base in range(3000, 1999, -100):
+        ports = []
+        for p in cluster.process_table(cluster.Cluster(port_base=base)):
+            ports += list(p.listen.values()) + [p.admin]
+        if all(services.port_is_free(x) for x in ports):
+            return base
+    return 3000   # up then says which port is taken
+
+
+BASE = _free_base()
 DEMO, PASSWORD = "demo@example.test", "demo"
 
 

@@ -156,6 +156,8 @@ class ClusterScriptTest(unittest.TestCase):
         self.assertEqual(bal["POSTERN_IMAP_UPSTREAMS"], "127.0.0.1:%d,127.0.0.1:%d" % (
             self.base + 10143, self.base + 11143))
         self.assertNotIn("POSTERN_PG_DSN", bal)   # the balancer has no database
+        # Its servers carry the names that status shows.
+        self.assertEqual(bal["POSTERN_UPSTREAM_NAMES"], "frontend-1,frontend-2")
         fe = self.logged_env("frontend-1")
         self.assertEqual(fe["POSTERN_PG_DSN"], self.env["POSTERN_PG_DSN"])
         self.assertEqual(fe["POSTERN_ADMIN_LISTEN"], "127.0.0.1:%d" % (self.base + 9081))
@@ -218,6 +220,21 @@ class ClusterScriptTest(unittest.TestCase):
                  for pid in cluster._leftovers(cluster.Cluster(var=self.var))]
         self.assertNotIn("balancer", nodes)
         self.assertIn("frontend-1", nodes)
+
+    def test_entry_help_does_not_build(self):
+        # `deploy/local/cluster up --help` shows the options (--no-build too)
+        # and neither installs nor builds anything first.
+        entry = os.path.join(TOP, "deploy", "local", "cluster")
+        t0 = time.time()
+        p = subprocess.run([entry, "--var", self.var, "up", "--help"], env=self.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("--no-build", p.stdout)
+        self.assertIn("--port-base", p.stdout)
+        self.assertNotIn("building", p.stdout)
+        self.assertFalse(os.path.exists(os.path.join(self.var, "log", "build.log")))
+        self.assertLess(time.time() - t0, 10)
 
     def test_port_base_limits(self):
         p = self.run_cluster("up", "--port-base", "60000")

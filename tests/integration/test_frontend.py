@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import tempfile
 import time
 import unittest
@@ -160,6 +161,34 @@ class FrontendTest(unittest.TestCase):
         port = int(os.environ["POSTERN_REDIS_PORT"])
         reply = redis(port, "HGETALL", "{a:%d}:sessions" % account)
         return dict(zip(reply[::2], reply[1::2]))
+
+    def test_proxy_local_health_check_is_quiet(self):
+        # The balancer checks each listener several times a second with a
+        # PROXY v2 LOCAL header: counted as result="local", not "accepted",
+        # and no event=connect/disconnect lines at info level.
+        local0 = self.a.metric("postern_frontend_connections_total", service="pop3",
+                               result="local")
+        acc0 = self.a.metric("postern_frontend_connections_total", service="pop3",
+                             result="accepted")
+        log0 = self.a.log_text().count("event=connect ")
+        for _ in range(3):
+            s = fs.connect_from("127.0.0.2", self.a.ports["pop3"])
+            s.sendall(fs.PROXY_V2_SIG + bytes([0x20, 0x00]) + struct.pack("!H", 0))
+            self.assertTrue(fs.read_line(s).startswith(b"+OK"))
+            s.sendall(b"QUIT\r\n")
+            fs.read_until_closed(s)
+            s.close()
+        self.assertTrue(fs.wait_for(lambda: self.a.metric(
+            "postern_frontend_connections_total", service="pop3", result="local") == local0 + 3, 5))
+        self.assertEqual(self.a.metric("postern_frontend_connections_total", service="pop3",
+                                       result="accepted"), acc0)
+        # A client behind PROXY is still logged.
+        s = fs.connect_from("127.0.0.2", self.a.ports["pop3"])
+        s.sendall(fs.proxy_v2("198.51.100.20", 40020) + b"QUIT\r\n")
+        fs.read_until_closed(s)
+        s.close()
+        self.assertTrue(fs.wait_for(lambda: "client=198.51.100.20:40020" in self.a.log_text(), 5))
+        self.assertEqual(self.a.log_text().count("event=connect "), log0 + 1)
 
     def test_proxy_refused_from_untrusted_peer(self):
         before = self.a.metric("postern_frontend_connections_total", service="pop3",

@@ -232,6 +232,23 @@ class ImapTest(unittest.TestCase):
         self.assertIn(b"MESSAGES 0", st[0])
         m.logout()
 
+    def test_list_special_use(self):
+        # A new account has the special-use folders; LIST (SPECIAL-USE)
+        # (RFC 6154 3) lists only those, not INBOX or the user's own.
+        user, pw, _, _, _ = self.new_user()
+        m = self.imap(user, pw)
+        ok(m.create("Projects"))
+        typ, _ = m._simple_command("LIST", "(SPECIAL-USE)", '""', "*")
+        self.assertEqual(typ, "OK")
+        lines = m.untagged_responses.pop("LIST", [])
+        names = sorted(l.rsplit(b" ", 1)[1].strip(b'"') for l in lines)
+        self.assertEqual(names, [b"Archive", b"Drafts", b"Junk", b"Sent", b"Trash"], lines)
+        for l in lines:
+            self.assertRegex(l, rb"\\(Archive|Drafts|Junk|Sent|Trash)\b")
+        everything = ok(m.list('""', "*"))
+        self.assertTrue(any(b"Projects" in l for l in everything), everything)
+        m.logout()
+
     # ---- messages ----
 
     def test_append_fetch_store_expunge(self):

@@ -336,6 +336,11 @@ class PosternctlTest(CtlTestBase):
         self.assertEqual(self.count("SELECT count(*) FROM accounts"
                                     " WHERE address = 'keep@dom.test'"), 1)
         self.assertEqual(self.json_ok("domain", "list", "--tenant", "dom", "--json")[0]["aliases"], 1)
+        # An alias with two destinations is one alias.
+        self.ok("user", "add", "keep2@dom.test", "--password", "pw")
+        self.ok("alias", "add", "AL@dom.test", "keep2@dom.test")
+        self.ok("alias", "add", "two@dom.test", "keep@dom.test", "keep2@dom.test")
+        self.assertEqual(self.json_ok("domain", "list", "--tenant", "dom", "--json")[0]["aliases"], 2)
         self.ok("domain", "remove", "DOM.test", "--force")
         self.assertEqual(self.count("SELECT count(*) FROM accounts"
                                     " WHERE address = 'keep@dom.test'"), 0)
@@ -465,7 +470,8 @@ class PosternctlTest(CtlTestBase):
         self.assertIn("SOURCE", self.ok("alias", "list"))
         self.fails("alias", "list", "--tenant", "nope", contains="unknown tenant")
         # remove one destination, then all of a source
-        self.ok("alias", "remove", "info@als.test", "someone@remote.example")
+        out = self.ok("alias", "remove", "info@als.test", "someone@remote.example")
+        self.assertIn("alias info@als.test: removed someone@remote.example", out)
         self.fails("alias", "remove", "info@als.test", "someone@remote.example",
                    contains="no alias")
         self.ok("alias", "remove", "@als.test")

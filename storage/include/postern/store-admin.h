@@ -40,7 +40,7 @@ struct store_domain_info {
 	int64_t id;
 	const char *name;
 	const char *tenant;
-	int64_t accounts, aliases;
+	int64_t accounts, aliases;	/* aliases: distinct sources, not destinations */
 };
 
 struct store_user_info {
