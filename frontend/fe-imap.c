@@ -1633,8 +1633,8 @@ static void imap_shutdown(void *s, enum fe_shutdown_reason reason)
 {
 	struct fe_imap *p = s;
 
-	(void)reason;
-	imap_session_shutdown(p->s);
+	imap_session_end(p->s, reason == FE_SHUTDOWN_IDLE ? IMAP_END_IDLE :
+			 reason == FE_SHUTDOWN_KICK ? IMAP_END_KICK : IMAP_END_SHUTDOWN);
 }
 
 static void imap_destroy(void **s)

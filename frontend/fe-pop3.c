@@ -601,8 +601,8 @@ static void pop3_shutdown(void *s, enum fe_shutdown_reason reason)
 {
 	struct fe_pop3 *p = s;
 
-	/* drain and kick alike: "-ERR [SYS/TEMP] Server shutting down." */
 	pop3_session_shutdown(p->s, reason == FE_SHUTDOWN_IDLE ? POP3_CLOSE_IDLE :
+				    reason == FE_SHUTDOWN_KICK ? POP3_CLOSE_KICK :
 				    POP3_CLOSE_SHUTDOWN);
 }
 

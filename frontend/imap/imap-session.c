@@ -1471,13 +1471,31 @@ void imap_session_disconnected(struct imap_session *s)
 	s->out_handed = 0;
 }
 
-void imap_session_shutdown(struct imap_session *s)
+void imap_session_end(struct imap_session *s, enum imap_end_reason why)
 {
 	if (s->shutdown_wanted)
 		return;
 	s->shutdown_wanted = true;
-	s->shutdown_text = "[UNAVAILABLE] Server shutting down";
-	s->shutdown_reason = "shutdown";
+	switch (why) {
+	case IMAP_END_IDLE:
+		s->shutdown_text = "Autologout; idle for too long";
+		s->shutdown_reason = "idle";
+		break;
+	case IMAP_END_KICK:
+		s->shutdown_text = "Disconnected by the administrator.";
+		s->shutdown_reason = "kick";
+		break;
+	case IMAP_END_SHUTDOWN:
+	default:
+		s->shutdown_text = "[UNAVAILABLE] Server shutting down";
+		s->shutdown_reason = "shutdown";
+		break;
+	}
+}
+
+void imap_session_shutdown(struct imap_session *s)
+{
+	imap_session_end(s, IMAP_END_SHUTDOWN);
 }
 
 /* Dovecot's words and choice: the session cannot go on with a mailbox

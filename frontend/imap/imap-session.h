@@ -349,9 +349,19 @@ void imap_session_tls_started(struct imap_session *s);
 /* The client went away: no more SENDs; an outstanding request must still be
  * answered, then next() returns -1. */
 void imap_session_disconnected(struct imap_session *s);
-/* Drain: "* BYE [UNAVAILABLE]" and CLOSE at the next command boundary
- * (after an outstanding request, or at once during IDLE). */
+/* Drain: "* BYE [UNAVAILABLE] Server shutting down" and CLOSE at the next
+ * command boundary (after an outstanding request, or at once during IDLE).
+ * Same as imap_session_end(s, IMAP_END_SHUTDOWN). */
 void imap_session_shutdown(struct imap_session *s);
+
+/* Why the node ends a session; each has its own BYE text. */
+enum imap_end_reason {
+	IMAP_END_SHUTDOWN,	/* "* BYE [UNAVAILABLE] Server shutting down" */
+	IMAP_END_IDLE,		/* RFC 3501 5.4 autologout: "* BYE Autologout; idle for too long" */
+	IMAP_END_KICK,		/* posternctl kick: "* BYE Disconnected by the administrator." */
+};
+/* Ends the session like imap_session_shutdown(), with why's text. */
+void imap_session_end(struct imap_session *s, enum imap_end_reason why);
 /* The selected mailbox was deleted or renamed by another session: "* BYE
  * Selected mailbox was deleted, have to disconnect." and CLOSE, at the
  * same point as imap_session_shutdown() (at once during IDLE or between

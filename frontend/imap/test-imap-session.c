@@ -736,6 +736,25 @@ PN_TEST(test_shutdown_and_disconnect)
 	CHECK_INT(imap_session_next(f.s, &act), -1);
 	fake_free(&f);
 
+	/* Autologout and kick: the same close, each with its own words. */
+	fake_init(&f, &set);
+	fake_pump(&f);
+	pn_buf_reset(&f.out);
+	imap_session_end(f.s, IMAP_END_IDLE);
+	fake_pump(&f);
+	check_out(&f, "* BYE Autologout; idle for too long\r\n", __LINE__);
+	CHECK(f.closed);
+	fake_free(&f);
+	fake_init(&f, &set);
+	fake_pump(&f);
+	pn_buf_reset(&f.out);
+	imap_session_end(f.s, IMAP_END_KICK);
+	imap_session_end(f.s, IMAP_END_SHUTDOWN);	/* the first reason wins */
+	fake_pump(&f);
+	check_out(&f, "* BYE Disconnected by the administrator.\r\n", __LINE__);
+	CHECK(f.closed);
+	fake_free(&f);
+
 	/* Drain while AUTHENTICATE waits for the client. */
 	fake_init(&f, &set);
 	fake_pump(&f);

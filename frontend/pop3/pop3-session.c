@@ -916,6 +916,9 @@ static bool step(struct pop3_session *s)
 		if (s->close_reason == POP3_CLOSE_SHUTDOWN) {
 			send_line(s, "-ERR [SYS/TEMP] Server shutting down.");
 			end_session(s, "shutdown");
+		} else if (s->close_reason == POP3_CLOSE_KICK) {
+			send_line(s, "-ERR Disconnected by the administrator.");
+			end_session(s, "kick");
 		} else {
 			send_line(s, "-ERR Disconnected for inactivity.");
 			end_session(s, "idle");
@@ -1336,7 +1339,8 @@ int pop3_session_update_result(struct pop3_session *s, bool ok, const char **err
 		return -1;
 	s->wait = WAIT_NONE;
 	if (ok)
-		send_line(s, "+OK Logging out, %" PRIu32 " messages deleted.", s->deleted);
+		send_line(s, "+OK Logging out, %" PRIu32 " message%s deleted.", s->deleted,
+			  s->deleted == 1 ? "" : "s");
 	else
 		send_line(s, "-ERR [SYS/TEMP] Deleted messages could not be removed.");
 	end_session(s, "quit");

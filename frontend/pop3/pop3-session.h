@@ -236,6 +236,7 @@ enum pop3_message_failure {
 enum pop3_close_reason {
 	POP3_CLOSE_SHUTDOWN,	/* "-ERR [SYS/TEMP] Server shutting down." */
 	POP3_CLOSE_IDLE,	/* RFC 1939 autologout: "-ERR Disconnected for inactivity." */
+	POP3_CLOSE_KICK,	/* posternctl kick: "-ERR Disconnected by the administrator." */
 };
 
 struct pop3_session;

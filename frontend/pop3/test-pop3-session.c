@@ -1367,7 +1367,7 @@ PN_TEST(test_command_limit)
 	take(&d, POP3_ACTION_UPDATE);
 	CHECK_INT(pop3_session_update_result(d.s, true, &err), 0);
 	drv_run(&d);
-	CHECK_OUT(&d, "+OK Logging out, 1 messages deleted.\r\n");
+	CHECK_OUT(&d, "+OK Logging out, 1 message deleted.\r\n");
 	drv_free(&d);
 
 	/* The sixth command other than QUIT closes. */
@@ -1404,7 +1404,7 @@ PN_TEST(test_pipelining)
 	CHECK_INT(r.uids[0], 11);
 	CHECK_INT(pop3_session_update_result(d.s, true, &err), 0);
 	drv_run(&d);
-	CHECK_OUT(&d, "+OK Logging out, 1 messages deleted.\r\n");
+	CHECK_OUT(&d, "+OK Logging out, 1 message deleted.\r\n");
 	take(&d, POP3_ACTION_RELEASE);
 	take(&d, POP3_ACTION_CLOSE);
 	drv_free(&d);
@@ -1499,6 +1499,18 @@ PN_TEST(test_shutdown)
 	CHECK_OUT(&d, "-ERR Disconnected for inactivity.\r\n");
 	take(&d, POP3_ACTION_RELEASE);
 	CHECK_STR(take(&d, POP3_ACTION_CLOSE).reason, "idle");
+	CHECK_INT(d.updates, 0);
+	drv_free(&d);
+
+	/* Kick: its own words, nothing expunged. */
+	login(&d, true);
+	drv_send(&d, "DELE 1\r\n");
+	CHECK_OUT(&d, "+OK Message 1 deleted.\r\n");
+	pop3_session_shutdown(d.s, POP3_CLOSE_KICK);
+	drv_run(&d);
+	CHECK_OUT(&d, "-ERR Disconnected by the administrator.\r\n");
+	take(&d, POP3_ACTION_RELEASE);
+	CHECK_STR(take(&d, POP3_ACTION_CLOSE).reason, "kick");
 	CHECK_INT(d.updates, 0);
 	drv_free(&d);
 

@@ -1044,6 +1044,14 @@ class L7Test(unittest.TestCase):
         raw = self.lb.connect(proto)
         return self.ctx.wrap_socket(raw, server_hostname="localhost")
 
+    def reported(self, proto, user):
+        """How many logins of user the upstreams have reported so far."""
+        n = 0
+        for u in self.ups[proto]:
+            with u.lock:
+                n += sum(1 for x in u.logins if x[0] == user)
+        return n
+
     def who(self, proto, user):
         """Names of the upstreams that saw a login of user."""
         names = set()
@@ -1105,6 +1113,9 @@ class L7Test(unittest.TestCase):
             self.assertIn(b"Logged in as dave@example.test", data[0])
         finally:
             c.shutdown()
+        # the stand-in reports logins on its stdout, read by a thread
+        wait_for(lambda: len(self.who("imap", "dave@example.test")) >= 1, timeout=5,
+                 what="the upstream reporting the login")
         self.assertEqual(len(self.who("imap", "dave@example.test")), 1)
 
     def test_failed_login_reads_as_the_frontend_wrote_it(self):
@@ -1139,6 +1150,9 @@ class L7Test(unittest.TestCase):
             recv_line(s)
             self.assertTrue(recv_line(s).startswith(b"a OK "))
             s.close()
+        # the stand-in reports logins on its stdout, read by a thread
+        wait_for(lambda: self.reported("imaps", "frank@example.test") >= 6, timeout=5,
+                 what="the upstream reporting the login")
         self.assertEqual(len(self.who("imaps", "frank@example.test")), 1)
         used = set()
         for i in range(24):
@@ -1149,6 +1163,10 @@ class L7Test(unittest.TestCase):
             recv_line(s)
             recv_line(s)
             s.close()
+        for i in range(24):
+            user = "user%d@example.test" % i
+            wait_for(lambda: self.reported("imaps", user) >= 1, timeout=5,
+                     what="the upstream reporting the login")
             used |= self.who("imaps", user)
         self.assertGreaterEqual(len(used), 2)
 
@@ -1166,6 +1184,9 @@ class L7Test(unittest.TestCase):
             c.pass_("wrong")
         self.assertIn(b"[AUTH] Authentication failed.", e.exception.args[0])
         c.sock.close()
+        # the stand-in reports logins on its stdout, read by a thread
+        wait_for(lambda: len(self.who("pop3", "gina@example.test")) >= 1, timeout=5,
+                 what="the upstream reporting the login")
         self.assertEqual(len(self.who("pop3", "gina@example.test")), 1)
 
     def test_submission_with_smtplib(self):

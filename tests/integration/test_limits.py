@@ -339,7 +339,7 @@ class LimitsTest(unittest.TestCase):
             out = self.posternctl("kick", user)
             self.assertIn("kick sent: 1 session listed", out)
             c.s.settimeout(10)
-            self.assertEqual(fs.read_line(c.s), b"-ERR [SYS/TEMP] Server shutting down.\r\n")
+            self.assertEqual(fs.read_line(c.s), b"-ERR Disconnected by the administrator.\r\n")
             self.assertEqual(fs.read_until_closed(c.s), b"")
             self.assertTrue(fs.wait_for(lambda: redis(redis_port(), "HLEN", key) == 0, 5))
         finally:

@@ -102,7 +102,7 @@ class Pop3Test(unittest.TestCase):
         p.rset()
         self.assertEqual(p.stat()[0], 3)
         p.dele(3)
-        self.assertIn(b"1 messages deleted", p.quit())
+        self.assertIn(b"1 message deleted", p.quit())
         self.assertEqual(self.store.uids(account, inbox), uids[:2])
         # the UIDL of what is left is unchanged in the next session
         p = self.pop(user=user, password=pw)
