@@ -68,6 +68,7 @@
 #define TLS_CHUNK 16384
 #define RELAY_RECV_BUF (64 * 1024)
 #define RELAY_RECV_BUFS 256	/* 16 MiB per relay thread */
+#define RELAY_INLINE_MIN 4096	/* dir_write: from here on send() at once */
 
 enum conn_state {
 	CONN_PRELOGIN = 0,	/* L7: our own dialogue with the client */
@@ -80,11 +81,19 @@ enum conn_state {
 };
 
 struct lb_dir {
-	struct pn_buf q;	/* bytes the destination could not take yet */
+	struct pn_buf q;	/* bytes for the destination, not handed on yet */
+	struct pn_buf s;	/* the ring's send in flight (sending) */
 	bool eof;		/* the source ended its stream */
 	bool shut;		/* ... and that was passed on */
-	bool polling;		/* POLLOUT armed on the destination */
+	bool sending;		/* a send of s is in the ring */
 	bool stopped;		/* source not read: queue over relay_buffer */
+};
+
+/* Send buffers of a failed upstream's send, which the kernel may still
+ * read until that io's end: freed with the connection. */
+struct lb_retired {
+	struct lb_retired *next;
+	struct pn_buf b;
 };
 
 struct lb_conn {
@@ -112,6 +121,7 @@ struct lb_conn {
 	const struct lb_backend *tried[LB_MAX_ATTEMPTS];
 	struct lb_dir c2u, u2c;
 	struct pn_buf replay;	/* L4: the client's bytes while not answered */
+	struct lb_retired *retired;
 	uint64_t last_ms;
 	uint64_t connect_start_ms;
 	uint64_t due_ms;	/* its deadline in the worker's heap ... */
@@ -129,6 +139,7 @@ struct lb_conn {
 static void conn_close(struct lb_conn *c, bool reset);
 static void conn_start_upstream(struct lb_conn *c);
 static void client_timer(struct lb_conn *c);
+static void conn_upstream_failed(struct lb_conn *c, int err, const char *what);
 static void conn_update_recv(struct lb_conn *c);
 static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason);
 
@@ -343,12 +354,37 @@ static void release_backend(struct lb_conn *c)
 
 /* ---- sending ---- */
 
-/* Sends data to the destination of d now as far as it goes, queueing the
- * rest (and arming POLLOUT). Returns 0, or -1 on a send error. */
+/* Bytes waiting for d's destination: queued and in flight. */
+static size_t dir_pending(const struct lb_dir *d)
+{
+	return pn_buf_len(&d->q) + pn_buf_len(&d->s);
+}
+
+/* Hands d's queue to the ring as one send (d must not be sending). */
+static int dir_send(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io)
+{
+	struct pn_buf t = d->s;
+
+	d->s = d->q;
+	d->q = t;
+	if (pn_io_send(conn_loop(c), dst_io, pn_buf_rptr(&d->s), pn_buf_len(&d->s)) < 0)
+		return -1;
+	d->sending = true;
+	return 0;
+}
+
+/* Sends data on to the destination of d. Small pieces (the lines of a mail
+ * dialogue) are copied and sent through the ring, so that the sends of a
+ * whole batch of completions go to the kernel in the loop's one system
+ * call, instead of one send() each, every one of which may wake the
+ * receiver and be preempted by it on the way out. Large ones (a relayed
+ * stream) are sent at once, from the receive buffer, saving the copy; what
+ * the socket does not take is queued. Order is kept: nothing bypasses a
+ * queue or a send in flight. Returns 0, or -1 on a send error. */
 static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
 		     const uint8_t *data, size_t len)
 {
-	if (pn_buf_len(&d->q) == 0 && !d->polling) {
+	if (len >= RELAY_INLINE_MIN && !d->sending && pn_buf_len(&d->q) == 0) {
 		ssize_t n = send(dst_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0) {
@@ -365,12 +401,7 @@ static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int d
 		errno = ENOBUFS; /* cannot happen: the source stops at relay_buffer */
 		return -1;
 	}
-	if (!d->polling) {
-		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0)
-			return -1;
-		d->polling = true;
-	}
-	return 0;
+	return d->sending ? 0 : dir_send(c, d, dst_io);
 }
 
 /* Moves the TLS engine's ciphertext toward the client. */
@@ -412,7 +443,7 @@ static int client_out(struct lb_conn *c, const uint8_t *data, size_t len)
 /* Ends the destination's stream once everything before the end went out. */
 static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
 {
-	if (d->eof && !d->shut && pn_buf_len(&d->q) == 0 && !d->polling) {
+	if (d->eof && !d->shut && !d->sending && pn_buf_len(&d->q) == 0) {
 		const struct lb_dir *back = d == &c->c2u ? &c->u2c : &c->c2u;
 
 		/* The last end of a relay: the close that follows sends the
@@ -430,37 +461,27 @@ static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
 		conn_close(c, false);
 }
 
-/* POLLOUT on the destination of d: flush its queue. */
-static void dir_flush(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
-		      int revents)
+/* The ring's send toward d's destination ended (res: bytes, or -errno). */
+static void dir_sent(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
+		     ssize_t res)
 {
-	d->polling = false;
+	d->sending = false;
+	pn_buf_free(&d->s); /* idle connections hold no buffer */
 	if (c->state == CONN_CLOSING)
 		return;
-	if (revents < 0) {
-		conn_close(c, true);
+	if (res < 0) {
+		/* Toward an upstream that has not answered yet (our header,
+		 * the replay, an L7 login): try the next one. */
+		if (d == &c->c2u && !c->answered &&
+		    (c->state == CONN_RELAY || c->state == CONN_REPLAY))
+			conn_upstream_failed(c, (int)-res, "send");
+		else
+			conn_close(c, true);
 		return;
 	}
-	while (pn_buf_len(&d->q) > 0) {
-		ssize_t n = send(dst_fd, pn_buf_rptr(&d->q), pn_buf_len(&d->q),
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				break;
-			conn_close(c, true);
-			return;
-		}
-		pn_buf_consume(&d->q, (size_t)n);
-	}
-	if (pn_buf_len(&d->q) > 0) {
-		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0) {
-			conn_close(c, true);
-			return;
-		}
-		d->polling = true;
-	} else {
-		pn_buf_free(&d->q); /* idle connections hold no buffer */
+	if (pn_buf_len(&d->q) > 0 && dir_send(c, d, dst_io) < 0) {
+		conn_close(c, true);
+		return;
 	}
 	conn_update_recv(c);
 	if (c->state == CONN_RELAY || (c->state == CONN_REFUSING && d == &c->u2c))
@@ -477,7 +498,7 @@ static void conn_update_recv(struct lb_conn *c)
 		return;
 	for (int i = 0; i < 2; i++) {
 		struct lb_dir *d = i == 0 ? &c->c2u : &c->u2c;
-		size_t len = pn_buf_len(&d->q);
+		size_t len = dir_pending(d);
 
 		if (!d->stopped && len >= c->relay_buffer)
 			d->stopped = true;
@@ -620,6 +641,15 @@ static void conn_free(struct lb_conn *c)
 {
 	pn_buf_free(&c->c2u.q);
 	pn_buf_free(&c->u2c.q);
+	pn_buf_free(&c->c2u.s);
+	pn_buf_free(&c->u2c.s);
+	while (c->retired != NULL) {
+		struct lb_retired *r = c->retired;
+
+		c->retired = r->next;
+		pn_buf_free(&r->b);
+		free(r);
+	}
 	pn_buf_free(&c->replay);
 	pn_buf_free(&c->held);
 	pn_tls_conn_free(&c->tls);
@@ -684,7 +714,20 @@ static void conn_upstream_failed(struct lb_conn *c, int err, const char *what)
 	/* The new upstream gets the header and the replay; nothing queued for
 	 * the old one is kept. */
 	pn_buf_free(&c->c2u.q);
-	c->c2u.shut = c->c2u.polling = c->c2u.stopped = false;
+	if (c->c2u.sending) {
+		/* The old upstream's send may still read its buffer. */
+		struct lb_retired *r = malloc(sizeof(*r));
+
+		if (r == NULL) {
+			conn_close(c, true);
+			return;
+		}
+		r->b = c->c2u.s;
+		r->next = c->retired;
+		c->retired = r;
+		pn_buf_init(&c->c2u.s, c->c2u.q.max);
+	}
+	c->c2u.shut = c->c2u.sending = c->c2u.stopped = false;
 	c->u2c.eof = false;
 	c->urecv = false;
 	client_recv_off(c);
@@ -885,17 +928,17 @@ static void upstream_recv(void *ctx, const uint8_t *data, ssize_t len)
 	upstream_eof(c);
 }
 
-static void upstream_poll(void *ctx, int revents)
+static void upstream_sent(void *ctx, ssize_t res)
 {
 	struct lb_conn *c = ctx;
 
-	dir_flush(c, &c->c2u, c->uio, c->ufd, revents);
+	dir_sent(c, &c->c2u, c->uio, c->ufd, res);
 }
 
 static const struct pn_io_handlers upstream_handlers = {
 	.on_recv = upstream_recv,
 	.on_connect = upstream_connected,
-	.on_poll = upstream_poll,
+	.on_send = upstream_sent,
 	.on_close = conn_io_closed,
 };
 
@@ -1266,11 +1309,11 @@ static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
 		conn_update_recv(c);
 }
 
-static void client_poll(void *ctx, int revents)
+static void client_sent(void *ctx, ssize_t res)
 {
 	struct lb_conn *c = ctx;
 
-	dir_flush(c, &c->u2c, c->cio, c->cfd, revents);
+	dir_sent(c, &c->u2c, c->cio, c->cfd, res);
 }
 
 /* c's deadline came (worker_timer). */
@@ -1322,7 +1365,7 @@ static void client_timer(struct lb_conn *c)
 
 static const struct pn_io_handlers client_handlers = {
 	.on_recv = client_recv,
-	.on_poll = client_poll,
+	.on_send = client_sent,
 	.on_close = conn_io_closed,
 };
 
@@ -1412,6 +1455,8 @@ static void listener_accept(void *ctx, int fd)
 	c->login_deadline_ms = c->last_ms + s->login_timeout_ms;
 	pn_buf_init(&c->c2u.q, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->u2c.q, s->relay_buffer + QUEUE_SLACK);
+	pn_buf_init(&c->c2u.s, s->relay_buffer + QUEUE_SLACK);
+	pn_buf_init(&c->u2c.s, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->replay, s->relay_buffer);
 	pn_buf_init(&c->held, s->relay_buffer);
 	c->next = w->conns;
