@@ -18,10 +18,12 @@
  * on, and relays from then on (decrypting and encrypting on the client
  * side). A failed login reads exactly as the frontend wrote it.
  *
- * Relaying uses the loop's provided-buffer multishot receive: a received
- * chunk is sent on at once with a non-blocking send() from the receive
- * callback; only what the other side cannot take now is copied into that
- * direction's queue, and a POLLOUT poll flushes it. A queue that reaches
+ * Relaying uses the loop's provided-buffer multishot receive: a small
+ * received chunk is copied into that direction's queue and handed to the
+ * ring as a send (one in flight per direction), so all the sends of a
+ * batch reach the kernel in one system call; a large one (4 KiB and more)
+ * is sent at once with a non-blocking send() from the receive buffer and
+ * only what the other side cannot take now is queued. A queue that reaches
  * relay_buffer stops receiving from its source (backpressure) until it has
  * drained below half. An idle L4 connection holds no buffer at all (an L7
  * one holds its TLS session).
