@@ -241,6 +241,8 @@ static int conn_timer_set(struct lb_conn *c, uint64_t ms)
 	struct lb_worker *w = c->w;
 	uint64_t now = pn_loop_now_ms(w->loop);
 
+	if (c->state == CONN_CLOSING)
+		return 0; /* out of the heap for good: it is about to be freed */
 	/* At least 1 ms: a deadline set from client_timer() is never due in
 	 * the same pass of worker_timer(). */
 	c->due_ms = now + (ms > 0 ? ms : 1);
