@@ -18,10 +18,12 @@
  * on, and relays from then on (decrypting and encrypting on the client
  * side). A failed login reads exactly as the frontend wrote it.
  *
- * Relaying uses the loop's provided-buffer multishot receive: a received
- * chunk is sent on at once with a non-blocking send() from the receive
- * callback; only what the other side cannot take now is copied into that
- * direction's queue, and a POLLOUT poll flushes it. A queue that reaches
+ * Relaying uses the loop's provided-buffer multishot receive: a small
+ * received chunk is copied into that direction's queue and handed to the
+ * ring as a send (one in flight per direction), so all the sends of a
+ * batch reach the kernel in one system call; a large one (4 KiB and more)
+ * is sent at once with a non-blocking send() from the receive buffer and
+ * only what the other side cannot take now is queued. A queue that reaches
  * relay_buffer stops receiving from its source (backpressure) until it has
  * drained below half. An idle L4 connection holds no buffer at all (an L7
  * one holds its TLS session).
@@ -68,6 +70,7 @@
 #define TLS_CHUNK 16384
 #define RELAY_RECV_BUF (64 * 1024)
 #define RELAY_RECV_BUFS 256	/* 16 MiB per relay thread */
+#define RELAY_INLINE_MIN 4096	/* dir_write: from here on send() at once */
 
 enum conn_state {
 	CONN_PRELOGIN = 0,	/* L7: our own dialogue with the client */
@@ -80,11 +83,19 @@ enum conn_state {
 };
 
 struct lb_dir {
-	struct pn_buf q;	/* bytes the destination could not take yet */
+	struct pn_buf q;	/* bytes for the destination, not handed on yet */
+	struct pn_buf s;	/* the ring's send in flight (sending) */
 	bool eof;		/* the source ended its stream */
 	bool shut;		/* ... and that was passed on */
-	bool polling;		/* POLLOUT armed on the destination */
+	bool sending;		/* a send of s is in the ring */
 	bool stopped;		/* source not read: queue over relay_buffer */
+};
+
+/* Send buffers of a failed upstream's send, which the kernel may still
+ * read until that io's end: freed with the connection. */
+struct lb_retired {
+	struct lb_retired *next;
+	struct pn_buf b;
 };
 
 struct lb_conn {
@@ -112,8 +123,11 @@ struct lb_conn {
 	const struct lb_backend *tried[LB_MAX_ATTEMPTS];
 	struct lb_dir c2u, u2c;
 	struct pn_buf replay;	/* L4: the client's bytes while not answered */
+	struct lb_retired *retired;
 	uint64_t last_ms;
 	uint64_t connect_start_ms;
+	uint64_t due_ms;	/* its deadline in the worker's heap ... */
+	uint32_t hslot;		/* ... at this index, or NO_SLOT */
 	/* L7 */
 	struct pn_tls_conn *tls;	/* client side, once TLS is on */
 	struct lb_login *login;		/* until the login is answered */
@@ -126,6 +140,8 @@ struct lb_conn {
 
 static void conn_close(struct lb_conn *c, bool reset);
 static void conn_start_upstream(struct lb_conn *c);
+static void client_timer(struct lb_conn *c);
+static void conn_upstream_failed(struct lb_conn *c, int err, const char *what);
 static void conn_update_recv(struct lb_conn *c);
 static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason);
 
@@ -138,6 +154,131 @@ static const char *peer_text(const struct lb_conn *c, char *buf, size_t size)
 {
 	return pn_format_addr((const struct sockaddr *)&c->caddr, buf, size);
 }
+
+/* ---- deadlines ----
+ *
+ * Each connection has one deadline at a time (connect, login, idle or
+ * refusal linger; client_timer() decides what it means when it comes). The
+ * worker keeps them in a binary min-heap and one kernel timer aims at the
+ * earliest: a connection that closes before its deadline costs no ring
+ * operation at all, where a timer of its own cost an arm and a cancel (two
+ * submissions, two completions). A later deadline for the earliest entry
+ * leaves the kernel timer alone: it wakes early once and is re-aimed. */
+
+#define NO_SLOT UINT32_MAX
+
+static void heap_place(struct lb_worker *w, uint32_t i, struct lb_conn *c)
+{
+	w->theap[i] = c;
+	c->hslot = i;
+}
+
+static void heap_up(struct lb_worker *w, uint32_t i)
+{
+	struct lb_conn *c = w->theap[i];
+
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+
+		if (w->theap[parent]->due_ms <= c->due_ms)
+			break;
+		heap_place(w, i, w->theap[parent]);
+		i = parent;
+	}
+	heap_place(w, i, c);
+}
+
+static void heap_down(struct lb_worker *w, uint32_t i)
+{
+	struct lb_conn *c = w->theap[i];
+
+	for (;;) {
+		uint32_t k = 2 * i + 1;
+
+		if (k >= w->theap_n)
+			break;
+		if (k + 1 < w->theap_n && w->theap[k + 1]->due_ms < w->theap[k]->due_ms)
+			k++;
+		if (c->due_ms <= w->theap[k]->due_ms)
+			break;
+		heap_place(w, i, w->theap[k]);
+		i = k;
+	}
+	heap_place(w, i, c);
+}
+
+static void heap_remove(struct lb_worker *w, struct lb_conn *c)
+{
+	uint32_t i = c->hslot;
+	struct lb_conn *last;
+
+	if (i == NO_SLOT)
+		return;
+	c->hslot = NO_SLOT;
+	last = w->theap[--w->theap_n];
+	if (last == c)
+		return;
+	heap_place(w, i, last);
+	heap_up(w, i);
+	heap_down(w, last->hslot);
+}
+
+/* Aims the worker's kernel timer at the earliest deadline. */
+static int worker_timer_aim(struct lb_worker *w, uint64_t now)
+{
+	uint64_t due;
+
+	if (w->theap_n == 0)
+		return 0; /* a pending wake-up finds nothing and stops */
+	due = w->theap[0]->due_ms;
+	return pn_io_timer_set(w->loop, w->tio, due > now ? due - now : 1);
+}
+
+/* Sets c's deadline ms from now (replacing the one it had); client_timer()
+ * runs then. Returns 0, or -1 (out of memory, no SQE). */
+static int conn_timer_set(struct lb_conn *c, uint64_t ms)
+{
+	struct lb_worker *w = c->w;
+	uint64_t now = pn_loop_now_ms(w->loop);
+
+	if (c->state == CONN_CLOSING)
+		return 0; /* out of the heap for good: it is about to be freed */
+	/* At least 1 ms: a deadline set from client_timer() is never due in
+	 * the same pass of worker_timer(). */
+	c->due_ms = now + (ms > 0 ? ms : 1);
+	if (c->hslot == NO_SLOT) {
+		if (w->theap_n == w->theap_cap) {
+			uint32_t cap = w->theap_cap > 0 ? w->theap_cap * 2 : 64;
+			struct lb_conn **h = realloc(w->theap, cap * sizeof(*h));
+
+			if (h == NULL)
+				return -1;
+			w->theap = h;
+			w->theap_cap = cap;
+		}
+		heap_place(w, w->theap_n++, c);
+	}
+	heap_up(w, c->hslot);
+	heap_down(w, c->hslot);
+	return w->theap[0] == c ? worker_timer_aim(w, now) : 0;
+}
+
+static void worker_timer(void *ctx)
+{
+	struct lb_worker *w = ctx;
+	uint64_t now = pn_loop_now_ms(w->loop);
+
+	while (w->theap_n > 0 && w->theap[0]->due_ms <= now) {
+		struct lb_conn *c = w->theap[0];
+
+		heap_remove(w, c);
+		client_timer(c);
+	}
+	if (worker_timer_aim(w, now) < 0)
+		pn_error("event=timer_failed worker=%u error=%s", w->idx, strerror(errno));
+}
+
+static const struct pn_io_handlers worker_timer_handlers = { .on_timer = worker_timer };
 
 /* ---- picking ---- */
 
@@ -217,12 +358,37 @@ static void release_backend(struct lb_conn *c)
 
 /* ---- sending ---- */
 
-/* Sends data to the destination of d now as far as it goes, queueing the
- * rest (and arming POLLOUT). Returns 0, or -1 on a send error. */
+/* Bytes waiting for d's destination: queued and in flight. */
+static size_t dir_pending(const struct lb_dir *d)
+{
+	return pn_buf_len(&d->q) + pn_buf_len(&d->s);
+}
+
+/* Hands d's queue to the ring as one send (d must not be sending). */
+static int dir_send(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io)
+{
+	struct pn_buf t = d->s;
+
+	d->s = d->q;
+	d->q = t;
+	if (pn_io_send(conn_loop(c), dst_io, pn_buf_rptr(&d->s), pn_buf_len(&d->s)) < 0)
+		return -1;
+	d->sending = true;
+	return 0;
+}
+
+/* Sends data on to the destination of d. Small pieces (the lines of a mail
+ * dialogue) are copied and sent through the ring, so that the sends of a
+ * whole batch of completions go to the kernel in the loop's one system
+ * call, instead of one send() each, every one of which may wake the
+ * receiver and be preempted by it on the way out. Large ones (a relayed
+ * stream) are sent at once, from the receive buffer, saving the copy; what
+ * the socket does not take is queued. Order is kept: nothing bypasses a
+ * queue or a send in flight. Returns 0, or -1 on a send error. */
 static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
 		     const uint8_t *data, size_t len)
 {
-	if (pn_buf_len(&d->q) == 0 && !d->polling) {
+	if (len >= RELAY_INLINE_MIN && !d->sending && pn_buf_len(&d->q) == 0) {
 		ssize_t n = send(dst_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0) {
@@ -239,12 +405,7 @@ static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int d
 		errno = ENOBUFS; /* cannot happen: the source stops at relay_buffer */
 		return -1;
 	}
-	if (!d->polling) {
-		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0)
-			return -1;
-		d->polling = true;
-	}
-	return 0;
+	return d->sending ? 0 : dir_send(c, d, dst_io);
 }
 
 /* Moves the TLS engine's ciphertext toward the client. */
@@ -286,8 +447,15 @@ static int client_out(struct lb_conn *c, const uint8_t *data, size_t len)
 /* Ends the destination's stream once everything before the end went out. */
 static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
 {
-	if (d->eof && !d->shut && pn_buf_len(&d->q) == 0 && !d->polling) {
-		shutdown(dst_fd, SHUT_WR);
+	if (d->eof && !d->shut && !d->sending && pn_buf_len(&d->q) == 0) {
+		const struct lb_dir *back = d == &c->c2u ? &c->u2c : &c->c2u;
+
+		/* The last end of a relay: the close that follows sends the
+		 * same FIN (one system call less per connection), as long as
+		 * dst_fd has nothing unread, which a TCP end read from it
+		 * guarantees; a TLS close_notify from the client does not. */
+		if (!(c->state == CONN_RELAY && back->shut && (d == &c->c2u || c->tls == NULL)))
+			shutdown(dst_fd, SHUT_WR);
 		d->shut = true;
 		/* A half-closed connection gets the shorter idle timeout. */
 		if (c->idle_timeout_ms > LB_FIN_TIMEOUT_MS)
@@ -297,37 +465,27 @@ static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
 		conn_close(c, false);
 }
 
-/* POLLOUT on the destination of d: flush its queue. */
-static void dir_flush(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
-		      int revents)
+/* The ring's send toward d's destination ended (res: bytes, or -errno). */
+static void dir_sent(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int dst_fd,
+		     ssize_t res)
 {
-	d->polling = false;
+	d->sending = false;
+	pn_buf_free(&d->s); /* idle connections hold no buffer */
 	if (c->state == CONN_CLOSING)
 		return;
-	if (revents < 0) {
-		conn_close(c, true);
+	if (res < 0) {
+		/* Toward an upstream that has not answered yet (our header,
+		 * the replay, an L7 login): try the next one. */
+		if (d == &c->c2u && !c->answered &&
+		    (c->state == CONN_RELAY || c->state == CONN_REPLAY))
+			conn_upstream_failed(c, (int)-res, "send");
+		else
+			conn_close(c, true);
 		return;
 	}
-	while (pn_buf_len(&d->q) > 0) {
-		ssize_t n = send(dst_fd, pn_buf_rptr(&d->q), pn_buf_len(&d->q),
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				break;
-			conn_close(c, true);
-			return;
-		}
-		pn_buf_consume(&d->q, (size_t)n);
-	}
-	if (pn_buf_len(&d->q) > 0) {
-		if (pn_io_poll(conn_loop(c), dst_io, POLLOUT) < 0) {
-			conn_close(c, true);
-			return;
-		}
-		d->polling = true;
-	} else {
-		pn_buf_free(&d->q); /* idle connections hold no buffer */
+	if (pn_buf_len(&d->q) > 0 && dir_send(c, d, dst_io) < 0) {
+		conn_close(c, true);
+		return;
 	}
 	conn_update_recv(c);
 	if (c->state == CONN_RELAY || (c->state == CONN_REFUSING && d == &c->u2c))
@@ -344,7 +502,7 @@ static void conn_update_recv(struct lb_conn *c)
 		return;
 	for (int i = 0; i < 2; i++) {
 		struct lb_dir *d = i == 0 ? &c->c2u : &c->u2c;
-		size_t len = pn_buf_len(&d->q);
+		size_t len = dir_pending(d);
 
 		if (!d->stopped && len >= c->relay_buffer)
 			d->stopped = true;
@@ -425,7 +583,7 @@ static void conn_say_goodbye(struct lb_conn *c, const char *msg)
 		conn_close(c, false);
 		return;
 	}
-	pn_io_timer_set(conn_loop(c), c->cio, LB_REFUSE_LINGER_MS);
+	conn_timer_set(c, LB_REFUSE_LINGER_MS);
 }
 
 static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason)
@@ -460,6 +618,7 @@ static void conn_close(struct lb_conn *c, bool reset)
 	if (c->state == CONN_CLOSING)
 		return;
 	c->state = CONN_CLOSING;
+	heap_remove(c->w, c);
 	if (reset) {
 		set_reset(c->cfd);
 		set_reset(c->ufd);
@@ -486,6 +645,15 @@ static void conn_free(struct lb_conn *c)
 {
 	pn_buf_free(&c->c2u.q);
 	pn_buf_free(&c->u2c.q);
+	pn_buf_free(&c->c2u.s);
+	pn_buf_free(&c->u2c.s);
+	while (c->retired != NULL) {
+		struct lb_retired *r = c->retired;
+
+		c->retired = r->next;
+		pn_buf_free(&r->b);
+		free(r);
+	}
 	pn_buf_free(&c->replay);
 	pn_buf_free(&c->held);
 	pn_tls_conn_free(&c->tls);
@@ -550,7 +718,20 @@ static void conn_upstream_failed(struct lb_conn *c, int err, const char *what)
 	/* The new upstream gets the header and the replay; nothing queued for
 	 * the old one is kept. */
 	pn_buf_free(&c->c2u.q);
-	c->c2u.shut = c->c2u.polling = c->c2u.stopped = false;
+	if (c->c2u.sending) {
+		/* The old upstream's send may still read its buffer. */
+		struct lb_retired *r = malloc(sizeof(*r));
+
+		if (r == NULL) {
+			conn_close(c, true);
+			return;
+		}
+		r->b = c->c2u.s;
+		r->next = c->retired;
+		c->retired = r;
+		pn_buf_init(&c->c2u.s, c->c2u.q.max);
+	}
+	c->c2u.shut = c->c2u.sending = c->c2u.stopped = false;
 	c->u2c.eof = false;
 	c->urecv = false;
 	client_recv_off(c);
@@ -660,7 +841,7 @@ static void l7_relay(struct lb_conn *c)
 	lb_replay_free(&c->rp);
 	lb_login_free(&c->login);
 	/* From login to relay: the idle timeout takes over. */
-	pn_io_timer_set(conn_loop(c), c->cio, c->idle_timeout_ms);
+	conn_timer_set(c, c->idle_timeout_ms);
 	conn_update_recv(c);
 }
 
@@ -751,17 +932,17 @@ static void upstream_recv(void *ctx, const uint8_t *data, ssize_t len)
 	upstream_eof(c);
 }
 
-static void upstream_poll(void *ctx, int revents)
+static void upstream_sent(void *ctx, ssize_t res)
 {
 	struct lb_conn *c = ctx;
 
-	dir_flush(c, &c->c2u, c->uio, c->ufd, revents);
+	dir_sent(c, &c->c2u, c->uio, c->ufd, res);
 }
 
 static const struct pn_io_handlers upstream_handlers = {
 	.on_recv = upstream_recv,
 	.on_connect = upstream_connected,
-	.on_poll = upstream_poll,
+	.on_send = upstream_sent,
 	.on_close = conn_io_closed,
 };
 
@@ -814,11 +995,9 @@ static void conn_start_upstream(struct lb_conn *c)
 	c->ufd = fd;
 	c->open_ios++;
 	c->connect_start_ms = pn_loop_now_ms(loop);
-	/* One timer per connection, on the client io: the connect deadline
-	 * now, the idle (or login) deadline later. Moving a deadline later
-	 * costs no ring operation, so an L4 connection sets its timer once. */
-	if (pn_io_timer_set(loop, c->cio, timer_due(c, c->connect_start_ms) -
-				     c->connect_start_ms) < 0 ||
+	/* One deadline per connection: the connect deadline now, the idle
+	 * (or login) one later; an L4 connection sets it once. */
+	if (conn_timer_set(c, timer_due(c, c->connect_start_ms) - c->connect_start_ms) < 0 ||
 	    pn_io_connect(loop, c->uio, (const struct sockaddr *)&be->addr, be->addr_len) < 0)
 		conn_upstream_failed(c, errno, "connect");
 }
@@ -1134,16 +1313,16 @@ static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
 		conn_update_recv(c);
 }
 
-static void client_poll(void *ctx, int revents)
+static void client_sent(void *ctx, ssize_t res)
 {
 	struct lb_conn *c = ctx;
 
-	dir_flush(c, &c->u2c, c->cio, c->cfd, revents);
+	dir_sent(c, &c->u2c, c->cio, c->cfd, res);
 }
 
-static void client_timer(void *ctx)
+/* c's deadline came (worker_timer). */
+static void client_timer(struct lb_conn *c)
 {
-	struct lb_conn *c = ctx;
 	struct pn_loop *loop = conn_loop(c);
 	uint64_t now = pn_loop_now_ms(loop), idle = now - c->last_ms;
 	char peer[64];
@@ -1173,7 +1352,7 @@ static void client_timer(void *ctx)
 			conn_say_goodbye(c, lb_protos[c->proto].login_timeout);
 			return;
 		}
-		pn_io_timer_set(loop, c->cio, timer_due(c, now) - now);
+		conn_timer_set(c, timer_due(c, now) - now);
 		return;
 	default:
 		break;
@@ -1185,13 +1364,12 @@ static void client_timer(void *ctx)
 		conn_close(c, false);
 		return;
 	}
-	pn_io_timer_set(loop, c->cio, c->idle_timeout_ms - idle);
+	conn_timer_set(c, c->idle_timeout_ms - idle);
 }
 
 static const struct pn_io_handlers client_handlers = {
 	.on_recv = client_recv,
-	.on_poll = client_poll,
-	.on_timer = client_timer,
+	.on_send = client_sent,
 	.on_close = conn_io_closed,
 };
 
@@ -1245,7 +1423,7 @@ static void listener_accept(void *ctx, int fd)
 		close(fd);
 		return;
 	}
-	(void)pn_socket_nodelay(fd);	/* relayed bytes go out at once, as upstream */
+	/* (TCP_NODELAY comes from the listener: lb_worker_init.) */
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		close(fd);
@@ -1270,6 +1448,7 @@ static void listener_accept(void *ctx, int fd)
 	c->cfd = fd;
 	c->ufd = -1;
 	c->uio = PN_IO_NONE;
+	c->hslot = NO_SLOT;
 	c->open_ios = 1;
 	c->l7 = s->l7[l->proto];
 	c->proxy = (uint8_t)s->proxy;
@@ -1280,6 +1459,8 @@ static void listener_accept(void *ctx, int fd)
 	c->login_deadline_ms = c->last_ms + s->login_timeout_ms;
 	pn_buf_init(&c->c2u.q, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->u2c.q, s->relay_buffer + QUEUE_SLACK);
+	pn_buf_init(&c->c2u.s, s->relay_buffer + QUEUE_SLACK);
+	pn_buf_init(&c->u2c.s, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->replay, s->relay_buffer);
 	pn_buf_init(&c->held, s->relay_buffer);
 	c->next = w->conns;
@@ -1297,7 +1478,7 @@ static void listener_accept(void *ctx, int fd)
 			 * the client it names. */
 			c->state = CONN_PROXYIN;
 			if (client_recv_on(c) < 0 ||
-			    pn_io_timer_set(w->loop, c->cio, LB_PROXYIN_TIMEOUT_MS) < 0)
+			    conn_timer_set(c, LB_PROXYIN_TIMEOUT_MS) < 0)
 				conn_close(c, true);
 			return;
 		}
@@ -1318,7 +1499,7 @@ static int conn_begin(struct lb_conn *c, const struct lb_snapshot *s)
 	c->last_ms = pn_loop_now_ms(loop);
 	c->login_deadline_ms = c->last_ms + s->login_timeout_ms;
 	if (c->l7)
-		pn_io_timer_set(loop, c->cio, s->login_timeout_ms);
+		conn_timer_set(c, s->login_timeout_ms);
 	/* (L4: conn_start_upstream sets the timer, to the connect deadline.) */
 
 	v = lb_limits_admit(lb->limits, (const struct sockaddr *)&c->caddr,
@@ -1366,11 +1547,20 @@ int lb_worker_init(struct lb_worker *w, struct lb *lb, unsigned int idx,
 	/* Larger receive buffers than the default: fewer completions and
 	 * sends per megabyte relayed. The ring is shared by the thread's
 	 * connections, so this costs nothing per idle connection. */
+	/* Completions deferred to the loop's wait: the relay makes most of
+	 * its socket calls directly, and each would otherwise run the ring's
+	 * pending work on its way out. */
 	w->loop = pn_loop_new(&(struct pn_loop_settings){ .recv_buf_size = RELAY_RECV_BUF,
-							 .recv_buf_count = RELAY_RECV_BUFS },
+							 .recv_buf_count = RELAY_RECV_BUFS,
+							 .flags = PN_LOOP_DEFER_TASKRUN },
 			      error_r);
 	if (w->loop == NULL)
 		return -1;
+	w->tio = pn_io_add(w->loop, -1, 0, &worker_timer_handlers, w);
+	if (w->tio == PN_IO_NONE) {
+		*error_r = "cannot add the relay timer";
+		return -1;
+	}
 	w->accepting = true;
 	for (int p = 0; p < LB_PROTO_COUNT; p++) {
 		struct lb_listener *l = &w->listeners[p];
@@ -1380,6 +1570,13 @@ int lb_worker_init(struct lb_worker *w, struct lb *lb, unsigned int idx,
 		l->io = PN_IO_NONE;
 		if (listen_fds[p] < 0)
 			continue;
+		/* Relayed bytes go out at once, as upstream (pn_socket_tcp).
+		 * Accepted sockets inherit it: no setsockopt per connection. */
+		if (pn_socket_nodelay(listen_fds[p]) < 0) {
+			close(listen_fds[p]);
+			*error_r = "setsockopt(TCP_NODELAY) on a listener failed";
+			return -1;
+		}
 		l->io = pn_io_add(w->loop, listen_fds[p], 0, &listener_handlers, l);
 		if (l->io == PN_IO_NONE) {
 			close(listen_fds[p]);
@@ -1438,6 +1635,9 @@ void lb_worker_free(struct lb_worker *w)
 	}
 	if (w->loop != NULL)
 		pn_loop_free(&w->loop);
+	free(w->theap);
+	w->theap = NULL;
+	w->theap_n = w->theap_cap = 0;
 }
 
 static void do_stop_accepting(void *ctx)

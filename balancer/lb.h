@@ -155,6 +155,11 @@ struct lb_worker {
 	bool pickers_ok;
 	struct lb_conn *conns;
 	unsigned int nconns;
+	/* The connections' deadlines: a binary min-heap served by one kernel
+	 * timer (tio), so a connection arms and cancels no timer of its own. */
+	struct lb_conn **theap;
+	uint32_t theap_n, theap_cap;
+	pn_io_id tio;
 	bool accepting;
 	bool quitting;
 	_Atomic unsigned int nconns_shared;	/* for the control thread */

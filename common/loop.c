@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,6 +101,8 @@ struct post {
 struct pn_loop {
 	struct io_uring ring;
 	bool ring_ok;
+	bool defer;			/* DEFER_TASKRUN: completions only when asked */
+	bool disabled;			/* created disabled; the first run enables it */
 	struct io_slot *slots;
 	uint32_t nslots;		/* max_ios + 1: slot 0 is never handed out */
 	uint32_t used;			/* high-water mark of slots handed out */
@@ -828,7 +831,7 @@ static int setup_buffers(struct pn_loop *loop, const char **error_r)
 
 struct pn_loop *pn_loop_new(const struct pn_loop_settings *set, const char **error_r)
 {
-	struct pn_loop_settings def = { 1024, 65536, 16384, 1024 };
+	struct pn_loop_settings def = { 1024, 65536, 16384, 1024, 0 };
 	struct io_uring_params params;
 	struct pn_loop *loop;
 	int ret;
@@ -874,11 +877,26 @@ struct pn_loop *pn_loop_new(const struct pn_loop_settings *set, const char **err
 		goto fail;
 	}
 
-	memset(&params, 0, sizeof(params));
-	params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
-		       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-	params.cq_entries = def.ring_entries * 4;
-	ret = io_uring_queue_init_params(def.ring_entries, &loop->ring, &params);
+	ret = -EINVAL;
+	if (set->flags & PN_LOOP_DEFER_TASKRUN) {
+		/* Disabled until the thread that runs it enables it: that
+		 * thread becomes the single issuer. */
+		memset(&params, 0, sizeof(params));
+		params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+			       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			       IORING_SETUP_R_DISABLED;
+		params.cq_entries = def.ring_entries * 4;
+		ret = io_uring_queue_init_params(def.ring_entries, &loop->ring, &params);
+		if (ret == 0)
+			loop->defer = loop->disabled = true;
+	}
+	if (ret == -EINVAL) {
+		memset(&params, 0, sizeof(params));
+		params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+			       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+		params.cq_entries = def.ring_entries * 4;
+		ret = io_uring_queue_init_params(def.ring_entries, &loop->ring, &params);
+	}
 	if (ret == -EINVAL) {
 		memset(&params, 0, sizeof(params));
 		params.flags = IORING_SETUP_CQSIZE;
@@ -931,7 +949,9 @@ static void drain(struct pn_loop *loop)
 		struct io_uring_cqe *cqes[CQE_BATCH];
 		unsigned int n;
 
-		io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+		if (io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL) ==
+		    -EEXIST)
+			break; /* not the single issuer: see PN_LOOP_DEFER_TASKRUN */
 		n = io_uring_peek_batch_cqe(&loop->ring, cqes, CQE_BATCH);
 		for (unsigned int j = 0; j < n; j++) {
 			if (!(cqes[j]->flags & IORING_CQE_F_MORE))
@@ -1012,7 +1032,22 @@ static unsigned int reap(struct pn_loop *loop)
 	return total;
 }
 
-int pn_loop_run_once(struct pn_loop *loop, int timeout_ms)
+/* Makes the calling thread the ring's single issuer (PN_LOOP_DEFER_TASKRUN):
+ * liburing 2.3 does not export io_uring_enable_rings(). */
+static int enable_ring(struct pn_loop *loop)
+{
+	if (syscall(__NR_io_uring_register, loop->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+		    NULL, 0) < 0)
+		return -1;
+	loop->disabled = false;
+	return 0;
+}
+
+/* One batch (see pn_loop_run_once). submit_after: hand what the callbacks
+ * queued to the kernel before returning; pn_loop_run() leaves it to its
+ * next batch's wait, which follows at once: one system call less per
+ * batch. */
+static int run_batch(struct pn_loop *loop, int timeout_ms, bool submit_after)
 {
 	struct io_uring_cqe *cqe;
 	unsigned int n;
@@ -1022,6 +1057,8 @@ int pn_loop_run_once(struct pn_loop *loop, int timeout_ms)
 		errno = EDEADLK; /* called from a callback */
 		return -1;
 	}
+	if (loop->disabled && enable_ring(loop) < 0)
+		return -1;
 	loop->in_dispatch++;
 	if (!loop->wake_armed)
 		arm_wake(loop);
@@ -1029,7 +1066,9 @@ int pn_loop_run_once(struct pn_loop *loop, int timeout_ms)
 	if (n > 0 || loop->work_head != 0)
 		timeout_ms = 0;
 	if (timeout_ms == 0) {
-		ret = io_uring_submit(&loop->ring);
+		/* Deferred completions are only produced when asked for. */
+		ret = loop->defer ? io_uring_submit_and_get_events(&loop->ring) :
+				    io_uring_submit(&loop->ring);
 	} else if (timeout_ms < 0) {
 		ret = io_uring_submit_and_wait(&loop->ring, 1);
 	} else {
@@ -1050,9 +1089,15 @@ int pn_loop_run_once(struct pn_loop *loop, int timeout_ms)
 	n += run_work(loop);
 	/* Hand over what the callbacks queued now rather than at the next
 	 * wait: a peer may be waiting on it. */
-	io_uring_submit(&loop->ring);
+	if (submit_after)
+		io_uring_submit(&loop->ring);
 	loop->in_dispatch--;
 	return (int)n;
+}
+
+int pn_loop_run_once(struct pn_loop *loop, int timeout_ms)
+{
+	return run_batch(loop, timeout_ms, true);
 }
 
 int pn_loop_run(struct pn_loop *loop)
@@ -1060,11 +1105,12 @@ int pn_loop_run(struct pn_loop *loop)
 	int rc = 0;
 
 	while (!atomic_load(&loop->stop)) {
-		if (pn_loop_run_once(loop, -1) < 0) {
+		if (run_batch(loop, -1, false) < 0) {
 			rc = -1;
 			break;
 		}
 	}
+	io_uring_submit(&loop->ring);
 	atomic_store(&loop->stop, false);
 	return rc;
 }
@@ -1363,8 +1409,11 @@ int pn_io_close(struct pn_loop *loop, pn_io_id id)
 	if (s->pending != 0) {
 		cancel_all(loop, s);
 		/* Let the kernel take its file references now, so that the
-		 * owner of a foreign fd may close it as soon as we return. */
-		io_uring_submit(&loop->ring);
+		 * owner of a foreign fd may close it as soon as we return. Our
+		 * own fd is closed only after the last completion: its cancels
+		 * go with the batch. */
+		if (s->flags & PN_IO_NO_CLOSE)
+			io_uring_submit(&loop->ring);
 	} else {
 		work_add(loop, s);
 	}

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -45,9 +46,13 @@ static void run_for(struct pn_loop *loop, unsigned int ms)
 		pn_loop_run_once(loop, 5);
 }
 
+/* Every test runs twice: with the default ring, then with
+ * PN_LOOP_DEFER_TASKRUN (see main). */
+static unsigned int loop_flags;
+
 static struct pn_loop *new_loop(unsigned int buf_size, unsigned int buf_count)
 {
-	struct pn_loop_settings set = { 0, 0, buf_size, buf_count };
+	struct pn_loop_settings set = { 0, 0, buf_size, buf_count, loop_flags };
 	const char *error = NULL;
 	struct pn_loop *loop = pn_loop_new(&set, &error);
 
@@ -784,7 +789,7 @@ PN_TEST(test_close_pending)
 
 PN_TEST(test_table_full)
 {
-	struct pn_loop_settings set = { 8, 3, 1024, 4 };
+	struct pn_loop_settings set = { 8, 3, 1024, 4, loop_flags };
 	const char *error;
 	struct pn_loop *loop = pn_loop_new(&set, &error);
 	struct watch w = { 0 };
@@ -1357,7 +1362,88 @@ PN_TEST(test_accept_errors)
 	pn_loop_free(&loop);
 }
 
-PN_TEST_MAIN("test-loop",
+/* ---- one thread sets up, another runs, the first frees ---- */
+
+static void *run_echo_thread(void *arg)
+{
+	struct pn_loop *loop = arg;
+
+	pn_loop_run(loop);
+	return NULL;
+}
+
+static void stop_loop(void *ctx)
+{
+	pn_loop_stop(ctx);
+}
+
+/* The balancer's and the frontend's shape: ios added and armed on the main
+ * thread, the loop run by a worker thread (with PN_LOOP_DEFER_TASKRUN the
+ * worker becomes the ring's only submitter), freed by the main thread after
+ * the worker ended, with operations still pending (the listener's accept). */
+PN_TEST(test_other_thread_runs)
+{
+	struct pn_loop *loop = new_loop(0, 0);
+	struct echo_srv srv = { 0 };
+	struct sockaddr_in sin;
+	char buf[16];
+	pthread_t th;
+	int fd;
+
+	if (loop == NULL) {
+		CHECK(0);
+		return;
+	}
+	CHECK_INT(echo_start(&srv, loop, &sin), 0);
+	CHECK_INT(pthread_create(&th, NULL, run_echo_thread, loop), 0);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK_INT(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	CHECK_INT(send(fd, "hello", 5, 0), 5);
+	CHECK_INT(shutdown(fd, SHUT_WR), 0);
+	CHECK_INT(recv(fd, buf, 5, MSG_WAITALL), 5);
+	CHECK_MEM(buf, 5, "hello", 5);
+	CHECK_INT(recv(fd, buf, sizeof(buf), 0), 0); /* the server closed */
+	close(fd);
+	CHECK_INT(pn_loop_post(loop, stop_loop, loop), 0);
+	pthread_join(th, NULL);
+	CHECK_INT(srv.accepted, 1);
+	CHECK_INT(srv.closed, 1);
+	pn_loop_free(&loop);
+	CHECK(loop == NULL);
+}
+
+/* Linux copies TCP_NODELAY from a listener to the sockets it accepts: the
+ * balancer sets it once per listener instead of once per connection. */
+PN_TEST(test_nodelay_inherited)
+{
+	const char *error;
+	int lfd = pn_listen_tcp("127.0.0.1", 0, 8, &error);
+	struct sockaddr_in sin;
+	int a, b, on = 0;
+	socklen_t len = sizeof(on);
+
+	CHECK(lfd >= 0);
+	if (lfd < 0)
+		return;
+	CHECK_INT(pn_socket_nodelay(lfd), 0);
+	addr_of_listener(lfd, &sin);
+	a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK_INT(connect(a, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(b >= 0);
+	CHECK_INT(getsockopt(b, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+	CHECK(on != 0);
+	close(a);
+	close(b);
+	close(lfd);
+}
+
+int pn_test_failures_;
+
+int main(void)
+{
+	static const struct pn_test_case cases[] = {
 	     PN_TEST_CASE(test_hostport),
 	     PN_TEST_CASE(test_listen_helpers),
 	     PN_TEST_CASE(test_echo_one),
@@ -1371,4 +1457,13 @@ PN_TEST_MAIN("test-loop",
 	     PN_TEST_CASE(test_peer_close_and_reset),
 	     PN_TEST_CASE(test_recv_stop),
 	     PN_TEST_CASE(test_enobufs),
-	     PN_TEST_CASE(test_accept_errors))
+	     PN_TEST_CASE(test_accept_errors),
+	     PN_TEST_CASE(test_other_thread_runs),
+	     PN_TEST_CASE(test_nodelay_inherited),
+	};
+	size_t n = sizeof(cases) / sizeof(cases[0]);
+	int rc = pn_test_run("test-loop", cases, n);
+
+	loop_flags = PN_LOOP_DEFER_TASKRUN;
+	return pn_test_run("test-loop(defer_taskrun)", cases, n) != 0 ? 1 : rc;
+}

@@ -90,7 +90,21 @@ struct pn_loop_settings {
 	unsigned int max_ios;		/* handle table size; default 65536 */
 	unsigned int recv_buf_size;	/* bytes per provided buffer; default 16384 */
 	unsigned int recv_buf_count;	/* buffers in the ring (power of 2); default 1024 */
+	/* PN_LOOP_* flags; default 0 */
+	unsigned int flags;
 };
+
+/* Completions are produced only while the loop waits for them
+ * (IORING_SETUP_DEFER_TASKRUN with SINGLE_ISSUER), not at every system call
+ * the thread makes: less kernel work per operation for a loop that makes
+ * many direct socket calls. The thread that first runs the loop
+ * (pn_loop_run*) becomes its only submitter: ios may be added and armed
+ * before that from another thread (they reach the kernel at the first
+ * run), but after it only that thread may use the loop, as above, and
+ * pn_loop_free() from another thread frees without waiting (which is
+ * safe once that thread has exited: the kernel cancelled its operations).
+ * Ignored where the kernel lacks it (before 6.1). */
+#define PN_LOOP_DEFER_TASKRUN 0x1
 
 /* Creates a loop. set may be NULL for the defaults. Returns NULL and sets
  * *error_r to a static message on failure. */
