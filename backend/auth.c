@@ -312,7 +312,8 @@ int mail_auth_login_throttled(struct pn_loop *loop, struct store_pgpool *pg,
 	if (stmt == NULL)
 		stmt = store_pgpool_declare(pg, AUTH_LOOKUP_STMT, sql, 1, NULL, &error);
 	if (stmt != NULL) {
-		struct store_pg_query q = { .stmt = stmt, .nparams = 1, .values = params };
+		struct store_pg_query q = { .stmt = stmt, .nparams = 1, .values = params,
+					    .priority = true };
 
 		rc = store_pgpool_query(pg, &q, lookup_done, r);
 	} else {

@@ -456,7 +456,8 @@ struct mail_op *mail_rcpt_check(struct mail_delivery *d, const char *address,
 	struct mail_op *op;
 	struct pn_buf arr;
 	const char *values[2];
-	struct store_pg_query q = { .nparams = 2, .values = values };
+	/* a client waits on it: ahead of the deliveries in the pool */
+	struct store_pg_query q = { .nparams = 2, .values = values, .priority = true };
 	int ret;
 
 	if (d == NULL || cb == NULL || !address_ok(address, false)) {
@@ -498,7 +499,8 @@ static int sender_query(struct mail_op *op, store_pg_cb *cb)
 	struct pn_buf a, b;
 	char acc[24];
 	const char *values[3];
-	struct store_pg_query q = { .stmt = op->d->st_sender, .nparams = 3, .values = values };
+	struct store_pg_query q = { .stmt = op->d->st_sender, .nparams = 3, .values = values,
+				    .priority = true };
 	int ret = -1;
 
 	pn_buf_init(&a, 1u << 20);

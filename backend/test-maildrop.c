@@ -5,7 +5,10 @@
  * never inside the call, throttled logins (the answer held for the
  * throttle's delay, a refusal without a password check, a success
  * resetting the account's count), the INBOX listing and UIDL format, body slices
- * reassembled byte-exact, a missing message, \Seen, the expunge; the lock
+ * reassembled byte-exact, a missing message, \Seen, the expunge; RETR
+ * through the body cache (a miss reads and caches the body, the second
+ * RETR is a hit with the same bytes and no statement; too large, gone, no
+ * cache); the lock
  * refused while held, renewed past its lease, released, degraded to this
  * process when Redis cannot be reached, and refused locally even then.
  * Skipped without POSTERN_PG_DSN / POSTERN_REDIS_PORT.
@@ -16,6 +19,7 @@
 #include "postern/mail-auth.h"
 #include "postern/mail-maildrop.h"
 #include "postern/mail-throttle.h"
+#include "postern/store-blob-cache.h"
 #include "postern/store-migrate.h"
 #include "postern/store-password.h"
 #include "postern/store-pg.h"
@@ -448,6 +452,149 @@ PN_TEST(test_maildrop)
 	CHECK(l.no_inbox);
 }
 
+/* ---- RETR through the body cache ---- */
+
+struct body_res {
+	bool done;
+	enum store_status status;
+	bool gone, had_hold;
+	char error[64];
+	char data[256];
+	size_t len;
+};
+
+static void body_cb(void *ctx, struct mail_maildrop_body *b)
+{
+	struct body_res *x = ctx;
+
+	x->done = true;
+	x->status = b->status;
+	x->gone = b->gone;
+	x->had_hold = b->cached != NULL;
+	snprintf(x->error, sizeof(x->error), "%s", b->error);
+	x->len = b->len < sizeof(x->data) ? b->len : sizeof(x->data);
+	if (b->len > 0)
+		memcpy(x->data, b->data, x->len);
+}
+
+static struct body_res read_body(struct store_blob_cache *cache, uint32_t uid, size_t max)
+{
+	struct body_res x = { 0 };
+
+	CHECK_INT(mail_maildrop_read_body(pool, cache, account, inbox, uid, max, body_cb, &x), 0);
+	CHECK(!x.done); /* never inside the call */
+	run_until(&x.done, 5000);
+	CHECK(x.done);
+	return x;
+}
+
+/* Requests the pool has been given so far. */
+static uint64_t pg_calls(void)
+{
+	struct store_pgpool_stats st;
+
+	store_pgpool_get_stats(pool, &st);
+	return st.requests;
+}
+
+PN_TEST(test_retr_cached)
+{
+	struct store_blob_cache *cache = store_blob_cache_new(1u << 20);
+	struct store_blob_cache_stats st;
+	struct list_res l = { 0 };
+	uint8_t sha[PN_SHA256_LEN];
+	uint32_t uid3;
+	static const char body3[] = "Subject: three\r\n\r\ncached body\r\n..\r\n";
+	const struct mail_maildrop_msg *m = NULL;
+	struct store_blob_cached *hit;
+	struct body_res x;
+	const char *error;
+
+	CHECK(cache != NULL);
+	if (cache == NULL)
+		return;
+	uid3 = deliver(body3);
+	CHECK(uid3 > 0);
+	CHECK_INT(mail_maildrop_list(pool, account, list_cb, &l), 0);
+	run_until(&l.done, 5000);
+	CHECK_INT(l.status, STORE_OK);
+	for (size_t i = 0; i < l.count && i < 8; i++)
+		if (l.msgs[i].uid == uid3)
+			m = &l.msgs[i];
+	CHECK(m != NULL);
+	if (m == NULL) {
+		store_blob_cache_free(&cache);
+		return;
+	}
+	/* the listing names the body by its SHA-256 */
+	CHECK_INT(pn_sha256(body3, strlen(body3), sha, &error), 0);
+	CHECK_MEM(m->sha256, PN_SHA256_LEN, sha, PN_SHA256_LEN);
+	CHECK_INT(m->size, strlen(body3));
+
+	/* first RETR: a miss, then the body is read whole and cached */
+	CHECK(mail_maildrop_cached(cache, m) == NULL);
+	x = read_body(cache, uid3, 1u << 20);
+	CHECK_INT(x.status, STORE_OK);
+	CHECK(!x.gone);
+	CHECK(x.had_hold);
+	CHECK_MEM(x.data, x.len, body3, strlen(body3));
+	store_blob_cache_get_stats(cache, &st);
+	CHECK_INT(st.misses, 1);
+	CHECK_INT(st.hits, 0);
+	CHECK_INT(st.inserts, 1);
+	CHECK_INT(st.bytes, strlen(body3));
+
+	/* second RETR: a hit, the same bytes, and no statement at all */
+	{
+		uint64_t before = pg_calls();
+		size_t len = 0;
+		const uint8_t *data;
+
+		hit = mail_maildrop_cached(cache, m);
+		CHECK(hit != NULL);
+		if (hit != NULL) {
+			data = store_blob_cached_data(hit, &len);
+			CHECK_MEM(data, len, body3, strlen(body3));
+		}
+		store_blob_cache_release(cache, &hit);
+		CHECK(hit == NULL);
+		run_for(50);
+		CHECK_INT(pg_calls(), before);
+	}
+	store_blob_cache_get_stats(cache, &st);
+	CHECK_INT(st.hits, 1);
+	CHECK_INT(st.misses, 1);
+
+	/* a body over the caller's limit is refused, not truncated */
+	x = read_body(cache, uid2, 8);
+	CHECK_INT(x.status, STORE_PERMANENT);
+	CHECK_STR(x.error, "message too large");
+	CHECK(!x.had_hold);
+	/* a message that is gone */
+	x = read_body(cache, 999999, 1u << 20);
+	CHECK_INT(x.status, STORE_OK);
+	CHECK(x.gone);
+	/* without a cache: the bytes, no hold */
+	x = read_body(NULL, uid3, 1u << 20);
+	CHECK_INT(x.status, STORE_OK);
+	CHECK(!x.had_hold);
+	CHECK_MEM(x.data, x.len, body3, strlen(body3));
+	CHECK(mail_maildrop_cached(NULL, m) == NULL);
+	/* a cache too small for the body (an eighth of 64 bytes): read,
+	 * given, not kept */
+	{
+		struct store_blob_cache *tiny = store_blob_cache_new(64);
+
+		x = read_body(tiny, uid3, 1u << 20);
+		CHECK_INT(x.status, STORE_OK);
+		CHECK(!x.had_hold);
+		CHECK_MEM(x.data, x.len, body3, strlen(body3));
+		CHECK(mail_maildrop_cached(tiny, m) == NULL);
+		store_blob_cache_free(&tiny);
+	}
+	store_blob_cache_free(&cache);
+}
+
 /* ---- the lock ---- */
 
 struct lock_res {
@@ -579,6 +726,7 @@ int main(void)
 		PN_TEST_CASE(test_logins),
 		PN_TEST_CASE(test_logins_throttled),
 		PN_TEST_CASE(test_maildrop),
+		PN_TEST_CASE(test_retr_cached),
 		PN_TEST_CASE(test_lock),
 		PN_TEST_CASE(test_lock_degraded),
 	};

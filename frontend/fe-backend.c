@@ -32,6 +32,13 @@ static void ready_tick(void *ctx)
 
 static const struct pn_io_handlers ready_timer_handlers = { .on_timer = ready_tick };
 
+unsigned int fe_backend_auto_connections(unsigned int threads)
+{
+	unsigned int per = threads <= 4 ? 4 : 16 / threads;
+
+	return per < 2 ? 2 : per;
+}
+
 int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 		   struct fe_backend **backend_r, const char **error_r)
 {
@@ -43,10 +50,15 @@ int fe_backend_new(struct fe_thread *th, const struct fe_config *cfg,
 	}
 	b->thread = th;
 	if (cfg->pg_dsn != NULL && cfg->pg_dsn[0] != '\0') {
+		unsigned int conns = (unsigned int)cfg->pg_connections;
+
+		if (conns == 0)
+			conns = fe_backend_auto_connections(th->node->nthreads);
 		struct store_pgpool_settings ps = {
 			.dsn = cfg->pg_dsn,
 			.min_conns = 1,
-			.max_conns = (unsigned int)cfg->pg_connections,
+			.max_conns = conns,
+			.priority_conns = (unsigned int)cfg->pg_lookup_connections,
 			.query_timeout_ms = (unsigned int)cfg->pg_timeout_ms,
 			.connect_timeout_ms = (unsigned int)cfg->pg_timeout_ms,
 			.observe = store_metrics_pg_observe,

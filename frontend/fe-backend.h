@@ -27,6 +27,11 @@ struct fe_backend {
 	pn_io_id ready_timer;		/* refreshes thread->pg_ready */
 };
 
+/* pg_connections 0 (auto): PostgreSQL connections per thread for a node
+ * of `threads` threads (4 each up to 4 threads, else 16 shared, at least
+ * 2 each). */
+unsigned int fe_backend_auto_connections(unsigned int threads);
+
 /* Creates the thread's clients on its loop (connections are opened in the
  * background; a server that is down is not an error). Returns 0, or -1 with
  * *error_r (bad settings, no memory). */

@@ -63,6 +63,7 @@ struct fe_config {
 
 	char *pg_dsn;
 	int64_t pg_connections;		/* per thread */
+	int64_t pg_lookup_connections;	/* per thread, priority requests only */
 	uint64_t pg_timeout_ms;
 	char *redis_host;
 	int64_t redis_port;

@@ -11,9 +11,16 @@
  *   MAILDROP_OPEN  mail_lock_acquire ("{a:<id>}:lock:pop3" lease in Redis,
  *                  per node when Redis is down), then the INBOX listing with
  *                  UIDL "<uidvalidity>.<uid>"
- *   MESSAGE_GET    the body in slices of READ_CHUNK bytes, given to the
- *                  engine as its output buffer takes them (backpressure all
- *                  the way to PostgreSQL); \Seen set when asked
+ *   MESSAGE_GET    the body from the node's body cache (the one IMAP FETCH
+ *                  uses, store-blob-cache.h) when it holds the listed
+ *                  SHA-256: no statement, and the engine takes the bytes
+ *                  straight from the cache entry. Else a body of at most
+ *                  CACHE_FILL_MAX bytes (and an eighth of the cache) is
+ *                  read whole in one statement and put into the cache; a
+ *                  larger one (or any without a cache) in slices of
+ *                  READ_CHUNK bytes, given to the engine as its output
+ *                  buffer takes them (backpressure all the way to
+ *                  PostgreSQL). \Seen set when asked
  *   UPDATE         expunge_messages in one statement (one transaction); the
  *                  change is published on the mailbox's Redis channel
  *   RELEASE        the lock is released
@@ -28,6 +35,7 @@
 #include "postern/log.h"
 #include "postern/mail-auth.h"
 #include "postern/mail-maildrop.h"
+#include "postern/store-blob-cache.h"
 #include "postern/store-redis-ops.h"
 
 #include "fe-backend.h"
@@ -45,6 +53,10 @@
 #include <time.h>
 
 #define READ_CHUNK (256 * 1024)
+/* Largest body read whole for the cache (the cache refuses more than an
+ * eighth of its size anyway): the whole body is then held once in the
+ * cache, shared, rather than per session. */
+#define CACHE_FILL_MAX (1024 * 1024)
 #define VERB_MAX 4
 
 struct fe_pop3 {
@@ -64,11 +76,20 @@ struct fe_pop3 {
 	uint64_t mailbox_id;
 	uint32_t uidvalidity;
 
+	/* the node's body cache (NULL: off) and, with it, the listing's
+	 * UIDs, sizes and SHA-256 (ascending UID) */
+	struct store_blob_cache *cache;
+	size_t fill_max;		/* read whole and cache up to this */
+	struct mail_maildrop_msg *listed;
+	size_t nlisted;
+
 	/* MESSAGE_GET in progress */
 	uint32_t get_uid;
 	uint64_t get_offset;
 	const char *get_name;		/* "retr" or "top" */
-	uint8_t *pend;			/* bytes the engine did not take yet */
+	const uint8_t *pend;		/* bytes the engine did not take yet: */
+	uint8_t *pend_buf;		/* in our copy, or */
+	struct store_blob_cached *pend_held;	/* in a held cache entry */
 	size_t pend_len, pend_off;
 	bool pend_final;
 
@@ -197,6 +218,14 @@ static void list_cb(void *ctx, const struct mail_maildrop_listing *l)
 	}
 	p->mailbox_id = l->mailbox_id;
 	p->uidvalidity = l->uidvalidity;
+	if (p->cache != NULL && l->count > 0) {
+		/* without this copy RETR simply reads PostgreSQL */
+		p->listed = malloc(l->count * sizeof(*p->listed));
+		if (p->listed != NULL) {
+			memcpy(p->listed, l->msgs, l->count * sizeof(*p->listed));
+			p->nlisted = l->count;
+		}
+	}
 	if (l->count > 0) {
 		msgs = calloc(l->count, sizeof(*msgs));
 		uidls = calloc(l->count, sizeof(*uidls));
@@ -310,28 +339,51 @@ static void slice_taken(struct fe_pop3 *p, bool final)
 	read_next(p);
 }
 
-/* Gives the engine what it will take of data; keeps the rest in pend. */
-static void give_data(struct fe_pop3 *p, const uint8_t *data, size_t len, bool final)
+static void pend_clear(struct fe_pop3 *p)
+{
+	free(p->pend_buf);
+	p->pend_buf = NULL;
+	if (p->pend_held != NULL)
+		store_blob_cache_release(p->cache, &p->pend_held);
+	p->pend = NULL;
+	p->pend_len = p->pend_off = 0;
+}
+
+/* Gives the engine what it will take of data; keeps the rest in pend:
+ * by reference when held (a cache entry; the hold is ours now), else as a
+ * copy. */
+static void give_data(struct fe_pop3 *p, const uint8_t *data, size_t len, bool final,
+		      struct store_blob_cached *held)
 {
 	size_t consumed = 0;
 	const char *error;
 
 	if (pop3_session_message_data(p->s, data, len, final, &consumed, &error) < 0) {
 		pn_error("event=pop3_bug session=%s error=\"%s\"", p->info->session_id, error);
+		if (held != NULL)
+			store_blob_cache_release(p->cache, &held);
 		return;
 	}
 	if (consumed < len) {
-		p->pend = malloc(len - consumed);
-		if (p->pend == NULL) {
-			pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
-			return;
+		if (held != NULL) {
+			p->pend_held = held;
+			p->pend = data + consumed;
+		} else {
+			p->pend_buf = malloc(len - consumed);
+			if (p->pend_buf == NULL) {
+				pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
+				return;
+			}
+			memcpy(p->pend_buf, data + consumed, len - consumed);
+			p->pend = p->pend_buf;
 		}
-		memcpy(p->pend, data + consumed, len - consumed);
 		p->pend_len = len - consumed;
 		p->pend_off = 0;
 		p->pend_final = final;
 		return;
 	}
+	if (held != NULL)
+		store_blob_cache_release(p->cache, &held);
 	slice_taken(p, final);
 }
 
@@ -351,9 +403,80 @@ static void read_cb(void *ctx, enum store_status status, const uint8_t *data, si
 		pop3_session_message_fail(p->s, POP3_MESSAGE_GONE, &e2);
 	} else {
 		p->get_offset += len;
-		give_data(p, data, len, eof);
+		give_data(p, data, len, eof, NULL);
 	}
 	fe_conn_wakeup(p->conn);
+}
+
+/* A whole body read for the cache (a miss). */
+static void body_cb(void *ctx, struct mail_maildrop_body *b)
+{
+	struct fe_pop3 *p = ctx;
+	const char *e2;
+
+	p->outstanding--;
+	if (p->gone) {
+		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &e2);
+	} else if (b->status != STORE_OK) {
+		log_error(p, "message_read", b->error);
+		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &e2);
+	} else if (b->gone) {
+		pop3_session_message_fail(p->s, POP3_MESSAGE_GONE, &e2);
+	} else {
+		struct store_blob_cached *held = b->cached;
+
+		b->cached = NULL;	/* ours now (give_data keeps or releases it) */
+		p->get_offset = b->len;
+		give_data(p, b->data, b->len, true, held);
+	}
+	fe_conn_wakeup(p->conn);
+}
+
+/* The listing's entry of uid, or NULL. */
+static const struct mail_maildrop_msg *listed_msg(const struct fe_pop3 *p, uint32_t uid)
+{
+	size_t lo = 0, hi = p->nlisted;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->listed[mid].uid == uid)
+			return &p->listed[mid];
+		if (p->listed[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Starts reading the body: from the cache at once, whole for the cache,
+ * or in slices. */
+static void get_body(struct fe_pop3 *p)
+{
+	struct fe_backend *b = fe_thread_backend(p->th);
+	const struct mail_maildrop_msg *m = p->cache != NULL ? listed_msg(p, p->get_uid) : NULL;
+	struct store_blob_cached *hit = mail_maildrop_cached(p->cache, m);
+	const char *error;
+
+	if (hit != NULL) {
+		size_t len;
+		const uint8_t *data = store_blob_cached_data(hit, &len);
+
+		p->get_offset = len;
+		give_data(p, data, len, true, hit);
+		return;
+	}
+	if (m != NULL && m->size <= p->fill_max && b != NULL && b->pg != NULL) {
+		if (mail_maildrop_read_body(b->pg, p->cache, p->account_id, p->mailbox_id,
+					    p->get_uid, p->fill_max, body_cb, p) < 0) {
+			pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
+			return;
+		}
+		p->outstanding++;
+		return;
+	}
+	read_next(p);
 }
 
 static void seen_cb(void *ctx, enum store_status status, const char *error)
@@ -378,7 +501,7 @@ static void start_get(struct fe_pop3 *p, const struct pop3_action *a)
 	    mail_maildrop_set_seen(b->pg, a->message.account_id, p->mailbox_id, a->message.uid,
 				   seen_cb, p) == 0)
 		p->outstanding++;
-	read_next(p);
+	get_body(p);
 }
 
 /* ---- UPDATE ---- */
@@ -452,6 +575,14 @@ static void *pop3_create(struct fe_conn *conn, const struct fe_session_info *inf
 	set.stls_available = info->tls_available;
 	set.trusted = info->secured;
 	set.retr_sets_seen = p->node->cfg.pop3_retr_sets_seen;
+	p->cache = p->node->blob_cache;
+	if (p->cache != NULL) {
+		struct store_blob_cache_stats st;
+
+		store_blob_cache_get_stats(p->cache, &st);
+		p->fill_max = st.max_bytes / 8 < CACHE_FILL_MAX ? (size_t)(st.max_bytes / 8)
+								  : CACHE_FILL_MAX;
+	}
 	p->s = pop3_session_new(&set);
 	p->login = fe_login_new(conn, "pop3");
 	if (p->s == NULL || p->login == NULL) {
@@ -529,9 +660,7 @@ static int pop3_next(void *s, struct fe_action *act)
 			if (p->pend_off == p->pend_len) {
 				bool final = p->pend_final;
 
-				free(p->pend);
-				p->pend = NULL;
-				p->pend_len = p->pend_off = 0;
+				pend_clear(p);
 				slice_taken(p, final);
 			}
 		}
@@ -590,9 +719,7 @@ static void pop3_disconnected(void *s)
 		/* A message was half given, no read in flight: end the request. */
 		const char *error;
 
-		free(p->pend);
-		p->pend = NULL;
-		p->pend_len = p->pend_off = 0;
+		pend_clear(p);
 		pop3_session_message_fail(p->s, POP3_MESSAGE_TEMP_FAIL, &error);
 	}
 }
@@ -613,7 +740,8 @@ static void pop3_destroy(void **s)
 	mail_lock_release(&p->lock);
 	fe_login_free(&p->login);	/* slot back, registry entry removed */
 	pop3_session_free(&p->s);
-	free(p->pend);
+	pend_clear(p);
+	free(p->listed);
 	free(p);
 	*s = NULL;
 }

@@ -1,5 +1,7 @@
 /* The asynchronous PostgreSQL pool (see postern/store-pgpool.h): per-loop
- * connections driven by one-shot polls, a FIFO of waiting requests, lazily
+ * connections driven by one-shot polls (the last priority_conns of them
+ * kept for priority requests), a FIFO of waiting requests with the priority
+ * ones ahead of the others, lazily
  * prepared statements, pinned transactions, one deadline timer for connect,
  * statement and queue timeouts, reconnect backoff and deferred callbacks.
  * Every failure detected inside a caller's submission is parked on the
@@ -46,6 +48,7 @@ enum req_kind {
 struct pg_req {
 	struct pg_req *prev, *next;	/* queue or deferred list */
 	enum req_kind kind;
+	bool priority;			/* store_pg_query.priority */
 	const struct store_pg_stmt *stmt;
 	const char *sql;
 	int nparams;
@@ -108,11 +111,12 @@ struct store_pgpool {
 	bool dsn_has_options;	/* leave libpq "options" to the operator */
 	struct store_pgpool_settings set;
 	char *dsn;
-	struct pg_conn *conns;
+	struct pg_conn *conns;		/* max_conns, then priority_conns */
+	unsigned int nconns;
 	struct store_pg_stmt **stmts;
 	unsigned int nstmts, stmts_cap;
 	struct pg_req *qhead, *qtail;
-	unsigned int qlen;
+	unsigned int qlen, qprio;	/* waiting; of them priority */
 	struct pg_req *dhead, *dtail;
 	struct store_timer timer;
 	uint64_t retry_at;
@@ -237,6 +241,7 @@ static struct pg_req *req_new(struct store_pgpool *pool, enum req_kind kind,
 	req->kind = kind;
 	req->nparams = n;
 	req->result_format = q != NULL ? q->result_format : 0;
+	req->priority = q != NULL && q->priority;
 	req->stmt = q != NULL ? q->stmt : NULL;
 	p = (char *)(req + 1);
 	if (n > 0) {
@@ -390,18 +395,34 @@ static void queue_remove(struct store_pgpool *pool, struct pg_req *req)
 		pool->qtail = req->prev;
 	req->prev = req->next = NULL;
 	pool->qlen--;
+	if (req->priority)
+		pool->qprio--;
 }
 
+/* Appends req; a priority request goes behind the last priority request
+ * instead (they all stand at the front of the queue, each kind FIFO). */
 static void queue_push(struct store_pgpool *pool, struct pg_req *req)
 {
-	req->next = NULL;
-	req->prev = pool->qtail;
-	if (pool->qtail != NULL)
-		pool->qtail->next = req;
+	struct pg_req *after = pool->qtail;
+
+	if (req->priority) {
+		after = NULL;
+		for (struct pg_req *r = pool->qhead; r != NULL && r->priority; r = r->next)
+			after = r;
+	}
+	req->prev = after;
+	req->next = after != NULL ? after->next : pool->qhead;
+	if (req->next != NULL)
+		req->next->prev = req;
+	else
+		pool->qtail = req;
+	if (after != NULL)
+		after->next = req;
 	else
 		pool->qhead = req;
-	pool->qtail = req;
 	pool->qlen++;
+	if (req->priority)
+		pool->qprio++;
 }
 
 /* Fails every waiting request (the pool went down). */
@@ -513,14 +534,21 @@ static uint64_t backoff_jitter(struct store_pgpool *pool, unsigned int ms)
 	return ms / 2 + (ms > 1 ? pool->rnd % (ms / 2 + 1) : 0);
 }
 
-static unsigned int count_state(const struct store_pgpool *pool, bool (*pred)(enum conn_state))
+/* Connections [from, to) in a state that pred accepts. */
+static unsigned int count_range(const struct store_pgpool *pool, unsigned int from,
+				unsigned int to, bool (*pred)(enum conn_state))
 {
 	unsigned int n = 0;
 
-	for (unsigned int i = 0; i < pool->set.max_conns; i++)
+	for (unsigned int i = from; i < to; i++)
 		if (pred(pool->conns[i].state))
 			n++;
 	return n;
+}
+
+static unsigned int count_state(const struct store_pgpool *pool, bool (*pred)(enum conn_state))
+{
+	return count_range(pool, 0, pool->nconns, pred);
 }
 
 static bool state_connecting(enum conn_state s)
@@ -1003,8 +1031,14 @@ static void conn_on_poll(void *ctx, int revents)
 
 /* ---- the pool ---- */
 
-static struct pg_conn *pool_idle_conn(struct store_pgpool *pool)
+/* An idle connection for a request: a priority request may take any (its
+ * own kept ones first), another one only the first max_conns. */
+static struct pg_conn *pool_idle_conn(struct store_pgpool *pool, bool priority)
 {
+	if (priority)
+		for (unsigned int i = pool->set.max_conns; i < pool->nconns; i++)
+			if (pool->conns[i].state == CONN_IDLE)
+				return &pool->conns[i];
 	for (unsigned int i = 0; i < pool->set.max_conns; i++)
 		if (pool->conns[i].state == CONN_IDLE)
 			return &pool->conns[i];
@@ -1015,13 +1049,16 @@ static struct pg_conn *pool_idle_conn(struct store_pgpool *pool)
  * time while down; none before the backoff ends. */
 static void pool_maintain(struct store_pgpool *pool)
 {
-	unsigned int live, connecting, need;
+	unsigned int max = pool->set.max_conns;
+	unsigned int live, connecting, need, plive, pconnecting, pneed = 0;
 	uint64_t now = now_ms(pool);
 
 	if (pool->freeing)
 		return;
-	live = count_state(pool, state_live);
-	connecting = count_state(pool, state_connecting);
+	live = count_range(pool, 0, max, state_live);
+	connecting = count_range(pool, 0, max, state_connecting);
+	plive = count_range(pool, max, pool->nconns, state_live);
+	pconnecting = count_range(pool, max, pool->nconns, state_connecting);
 	need = pool->set.min_conns;
 	if (pool->qlen > connecting) {
 		unsigned int busy_need = live + connecting + (pool->qlen - connecting);
@@ -1029,22 +1066,37 @@ static void pool_maintain(struct store_pgpool *pool)
 		if (busy_need > need)
 			need = busy_need;
 	}
-	if (need > pool->set.max_conns)
-		need = pool->set.max_conns;
-	if (pool->down && need > connecting + 1)
-		need = connecting + 1;
-	if (live + connecting >= need)
+	if (need > max)
+		need = max;
+	/* the kept connections open when a priority request waits, and
+	 * stay (a lookup should not wait for a connect) */
+	if (pool->qprio > pconnecting)
+		pneed = plive + pconnecting + (pool->qprio - pconnecting);
+	if (pneed > pool->nconns - max)
+		pneed = pool->nconns - max;
+	if (pool->down) {
+		/* one attempt at a time, on an ordinary slot */
+		pneed = 0;
+		if (need > connecting + 1)
+			need = connecting + 1;
+	}
+	if (live + connecting >= need && plive + pconnecting >= pneed)
 		return;
 	if (now < pool->retry_at) {
 		store_timer_want(&pool->timer, pool->retry_at);
 		return;
 	}
-	for (unsigned int i = 0; i < pool->set.max_conns && live + connecting < need; i++) {
+	for (unsigned int i = 0; i < pool->nconns; i++) {
 		struct pg_conn *c = &pool->conns[i];
+		bool kept = i >= max;
 
-		if (c->state != CONN_EMPTY)
+		if (c->state != CONN_EMPTY ||
+		    (kept ? plive + pconnecting >= pneed : live + connecting >= need))
 			continue;
-		connecting++;
+		if (kept)
+			pconnecting++;
+		else
+			connecting++;
 		conn_start(c);
 		if (now_ms(pool) < pool->retry_at)
 			break; /* that attempt failed at once */
@@ -1055,7 +1107,7 @@ static void pool_dispatch(struct store_pgpool *pool)
 {
 	struct pg_conn *c;
 
-	while (pool->qhead != NULL && (c = pool_idle_conn(pool)) != NULL) {
+	while (pool->qhead != NULL && (c = pool_idle_conn(pool, pool->qhead->priority)) != NULL) {
 		struct pg_req *req = pool->qhead;
 
 		queue_remove(pool, req);
@@ -1083,7 +1135,7 @@ static void pool_on_timer(void *ctx)
 	now = now_ms(pool);
 
 	/* 1. connect and statement deadlines */
-	for (unsigned int i = 0; i < pool->set.max_conns; i++) {
+	for (unsigned int i = 0; i < pool->nconns; i++) {
 		struct pg_conn *c = &pool->conns[i];
 
 		if (c->deadline == 0 || c->deadline > now)
@@ -1121,7 +1173,7 @@ static void pool_on_timer(void *ctx)
 	/* 4. retries, then the next deadline */
 	pool_maintain(pool);
 	now = now_ms(pool);
-	for (unsigned int i = 0; i < pool->set.max_conns; i++) {
+	for (unsigned int i = 0; i < pool->nconns; i++) {
 		uint64_t d = pool->conns[i].deadline;
 
 		if (d != 0 && (next_at == 0 || d < next_at))
@@ -1180,7 +1232,10 @@ struct store_pgpool *store_pgpool_new(struct pn_loop *loop,
 	if (pool->rnd == 0)
 		pool->rnd = 1;
 	pool->dsn = strdup(set->dsn);
-	pool->conns = calloc(pool->set.max_conns, sizeof(*pool->conns));
+	if (pool->set.priority_conns > 64)
+		pool->set.priority_conns = 64;
+	pool->nconns = pool->set.max_conns + pool->set.priority_conns;
+	pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
 	pool->timer.io = PN_IO_NONE;
 	if (pool->dsn == NULL || pool->conns == NULL) {
 		store_error(error_r, "out of memory");
@@ -1188,7 +1243,7 @@ struct store_pgpool *store_pgpool_new(struct pn_loop *loop,
 	}
 	pool->set.dsn = pool->dsn;
 	pool->dsn_has_options = dsn_sets_options(pool->dsn);
-	for (unsigned int i = 0; i < pool->set.max_conns; i++) {
+	for (unsigned int i = 0; i < pool->nconns; i++) {
 		pool->conns[i].pool = pool;
 		pool->conns[i].io = PN_IO_NONE;
 		pool->conns[i].fd = -1;
@@ -1217,7 +1272,7 @@ void store_pgpool_free(struct store_pgpool **poolp)
 	*poolp = NULL;
 	pool->freeing = true;
 	/* running requests first, then the queue, then the deferred ones */
-	for (unsigned int i = 0; i < pool->set.max_conns; i++) {
+	for (unsigned int i = 0; i < pool->nconns; i++) {
 		struct pg_conn *c = &pool->conns[i];
 
 		if (c->req != NULL) {
@@ -1242,7 +1297,7 @@ void store_pgpool_free(struct store_pgpool **poolp)
 			pool->dtail = NULL;
 		req_finish(pool, req, req->fail_status, NULL, req->fail_msg, NULL);
 	}
-	for (unsigned int i = 0; i < pool->set.max_conns; i++) {
+	for (unsigned int i = 0; i < pool->nconns; i++) {
 		struct pg_conn *c = &pool->conns[i];
 
 		if (c->tx != NULL) {
@@ -1365,7 +1420,9 @@ static int pool_submit(struct store_pgpool *pool, struct pg_req *req)
 		pool_maintain(pool);
 		return 0;
 	}
-	if (pool->qhead == NULL && (c = pool_idle_conn(pool)) != NULL) {
+	/* nothing of its kind waits before it: straight to a connection */
+	if ((pool->qhead == NULL || (req->priority && !pool->qhead->priority)) &&
+	    (c = pool_idle_conn(pool, req->priority)) != NULL) {
 		conn_send(c, req);
 		return 0;
 	}
@@ -1548,7 +1605,7 @@ void store_pgpool_get_stats(const struct store_pgpool *pool,
 	stats_r->conns_up = count_state(pool, state_live);
 	stats_r->conns_connecting = count_state(pool, state_connecting);
 	stats_r->conns_pinned = count_state(pool, state_pinned);
-	for (unsigned int i = 0; i < pool->set.max_conns; i++)
+	for (unsigned int i = 0; i < pool->nconns; i++)
 		if (pool->conns[i].state == CONN_BUSY && pool->conns[i].tx != NULL)
 			stats_r->conns_pinned++;
 	stats_r->queued = pool->qlen;

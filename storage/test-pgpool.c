@@ -1,8 +1,10 @@
 /* Tests of the asynchronous PostgreSQL pool against the harness'
  * PostgreSQL (POSTERN_PG_DSN): queries and errors, prepared statements,
  * transactions (commit, rollback, abort after an error), many concurrent
- * queries through a small pool, the bounded queue, statement timeouts,
- * readiness, and a server that is not there. Skipped without the service.
+ * queries through a small pool, the bounded queue, priority requests (ahead
+ * of the queue, and on connections of their own that ordinary requests
+ * never take), statement timeouts, readiness, and a server that is not
+ * there. Skipped without the service.
  */
 #include "postern/store-metrics.h"
 #include "postern/store-pgpool.h"
@@ -459,6 +461,120 @@ PN_TEST(test_bounded_queue)
 	pn_loop_free(&loop);
 }
 
+/* ---- priority ---- */
+
+static int finish_seq;
+
+struct pres {
+	struct res r;
+	int seq;		/* order of completion */
+};
+
+static void pres_cb(void *ctx, struct store_pg_reply *r)
+{
+	struct pres *x = ctx;
+
+	res_cb(&x->r, r);
+	x->seq = ++finish_seq;
+}
+
+static int submit(struct store_pgpool *pool, const char *sql, bool priority, struct pres *x)
+{
+	struct store_pg_query q = { .sql = sql, .priority = priority };
+
+	memset(x, 0, sizeof(*x));
+	return store_pgpool_query(pool, &q, pres_cb, x);
+}
+
+static struct store_pgpool *new_prio_pool(struct pn_loop *loop, unsigned int priority_conns)
+{
+	struct store_pgpool_settings set = {
+		.dsn = dsn, .max_conns = 1, .priority_conns = priority_conns,
+		.query_timeout_ms = 3000, .backoff_min_ms = 50, .backoff_max_ms = 500,
+	};
+	const char *error;
+	struct store_pgpool *pool = store_pgpool_new(loop, &set, &error);
+
+	if (pool == NULL)
+		fprintf(stderr, "store_pgpool_new: %s\n", error);
+	return pool;
+}
+
+PN_TEST(test_priority_queue)
+{
+	struct pn_loop *loop = pn_loop_new(NULL, NULL);
+	struct store_pgpool *pool = new_prio_pool(loop, 0);
+	struct pres slow, a, b, p1, p2;
+	struct res warm;
+
+	if (pool == NULL)
+		return;
+	CHECK_INT(run_sql(loop, pool, "SELECT 1", &warm), STORE_OK);
+	finish_seq = 0;
+	CHECK_INT(submit(pool, "SELECT pg_sleep(0.2)", false, &slow), 0);
+	CHECK_INT(submit(pool, "SELECT 'a'", false, &a), 0);
+	CHECK_INT(submit(pool, "SELECT 'b'", false, &b), 0);
+	CHECK_INT(submit(pool, "SELECT 'p1'", true, &p1), 0);
+	CHECK_INT(submit(pool, "SELECT 'p2'", true, &p2), 0);
+	CHECK(st_run_until(loop, &b.r.done, 5000));
+	CHECK(p1.r.done && p2.r.done && a.r.done && slow.r.done);
+	/* the running statement is not overtaken; the priority ones go
+	 * next, in their order; then the others, in theirs */
+	CHECK_INT(slow.seq, 1);
+	CHECK_INT(p1.seq, 2);
+	CHECK_INT(p2.seq, 3);
+	CHECK_INT(a.seq, 4);
+	CHECK_INT(b.seq, 5);
+	CHECK_STR(p2.r.value, "p2");
+	CHECK_STR(b.r.value, "b");
+	store_pgpool_free(&pool);
+	pn_loop_free(&loop);
+}
+
+PN_TEST(test_priority_conns)
+{
+	struct pn_loop *loop = pn_loop_new(NULL, NULL);
+	struct store_pgpool *pool = new_prio_pool(loop, 1);
+	struct pres slow, a, p, c, p3;
+	struct res warm;
+	struct store_pgpool_stats st;
+	uint64_t t0;
+
+	if (pool == NULL)
+		return;
+	CHECK_INT(run_sql(loop, pool, "SELECT 1", &warm), STORE_OK);
+	store_pgpool_get_stats(pool, &st);
+	CHECK_INT(st.conns_up, 1); /* the kept one opens when needed */
+	finish_seq = 0;
+	t0 = st_now_ms();
+	CHECK_INT(submit(pool, "SELECT pg_sleep(0.4)", false, &slow), 0);
+	CHECK_INT(submit(pool, "SELECT 'a'", false, &a), 0);
+	CHECK_INT(submit(pool, "SELECT 'p'", true, &p), 0);
+	/* the priority request gets its own connection: it does not wait
+	 * for the slow statement */
+	CHECK(st_run_until(loop, &p.r.done, 3000));
+	CHECK_INT(p.r.status, STORE_OK);
+	CHECK(p.r.at - t0 < 350);
+	CHECK(!slow.r.done);
+	CHECK(!a.r.done);
+	/* the kept connection is idle now, but an ordinary request never
+	 * takes it: c waits for the slow statement too */
+	CHECK_INT(submit(pool, "SELECT 'c'", false, &c), 0);
+	CHECK_INT(submit(pool, "SELECT 'p3'", true, &p3), 0);
+	CHECK(st_run_until(loop, &p3.r.done, 3000));
+	CHECK(!slow.r.done);
+	CHECK(st_run_until(loop, &c.r.done, 5000));
+	CHECK_INT(slow.r.status, STORE_OK);
+	CHECK(slow.seq < a.seq);
+	CHECK(a.seq < c.seq);
+	CHECK(p3.seq < slow.seq);
+	store_pgpool_get_stats(pool, &st);
+	CHECK_INT(st.conns_up, 2);
+	CHECK_INT(st.connects, 2);
+	store_pgpool_free(&pool);
+	pn_loop_free(&loop);
+}
+
 PN_TEST(test_timeout)
 {
 	struct pn_loop *loop = pn_loop_new(NULL, NULL);
@@ -594,6 +710,8 @@ int main(void)
 		PN_TEST_CASE(test_transactions),
 		PN_TEST_CASE(test_concurrency),
 		PN_TEST_CASE(test_bounded_queue),
+		PN_TEST_CASE(test_priority_queue),
+		PN_TEST_CASE(test_priority_conns),
 		PN_TEST_CASE(test_timeout),
 		PN_TEST_CASE(test_server_absent),
 		PN_TEST_CASE(test_metrics),

@@ -5,7 +5,9 @@ What is checked: USER/PASS and AUTH PLAIN logins, STAT, LIST, UIDL
 ("<uidvalidity>.<uid>", stable), RETR byte-exact (dot-stuffing undone by the
 client), TOP, DELE then QUIT expunging in PostgreSQL, RSET, a dropped
 connection after DELE removing nothing, \\Seen after RETR but not TOP, a
-large message (sliced reads and backpressure), the maildrop lock across
+large message (sliced reads and backpressure), RETR and TOP served from
+the node's body cache (the second RETR a hit, byte-exact, through
+backpressure), the maildrop lock across
 two frontends (-ERR [IN-USE]) and across sessions of one frontend, STLS
 and POP3S with a certificate made by the openssl CLI, plaintext logins
 refused without TLS where the client network is not trusted, and curl's
@@ -215,6 +217,38 @@ class Pop3Test(unittest.TestCase):
         resp, lines, _ = p.top(1, 1)
         self.assertEqual(len(lines), big.split(b"\r\n\r\n", 1)[0].count(b"\r\n") + 1 + 1 + 1)
         p.quit()
+
+    def test_retr_from_body_cache(self):
+        # over one 256 KiB slice, under the 1 MiB read whole for the cache,
+        # with lines to dot-stuff: served from a held cache entry through
+        # the output buffer's backpressure
+        body = fs.message("cached", extra=b"".join(
+            b".%06d dot-stuffed line .........................................\r\n" % i
+            for i in range(9000)))
+        user, pw, account, inbox, uids = self.new_user([body, fs.message("small")])
+
+        def count(result):
+            return self.a.metric("postern_blob_cache_requests_total", result=result)
+        hits, misses = count("hit"), count("miss")
+        p = self.pop(user=user, password=pw)
+        for _ in range(2):
+            resp, lines, octets = p.retr(1)
+            self.assertEqual(b"\r\n".join(lines) + b"\r\n", body)
+        resp, lines, _ = p.top(1, 0)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", body.split(b"\r\n\r\n", 1)[0]
+                         + b"\r\n\r\n")
+        p.quit()
+        # the first RETR read PostgreSQL, the second and TOP did not
+        self.assertEqual(count("miss"), misses + 1)
+        self.assertEqual(count("hit"), hits + 2)
+        # another session (the same body, from the node's cache)
+        p = self.pop(user=user, password=pw)
+        resp, lines, octets = p.retr(1)
+        self.assertEqual(b"\r\n".join(lines) + b"\r\n", body)
+        resp, lines, octets = p.retr(2)
+        p.quit()
+        self.assertEqual(count("hit"), hits + 3)
+        self.assertEqual(count("miss"), misses + 2)
 
     def test_wrong_password_and_unknown_user(self):
         user, pw, account, inbox, uids = self.new_user()

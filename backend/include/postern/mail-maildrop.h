@@ -35,11 +35,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "postern/hash.h"
 #include "postern/store-pgpool.h"
 #include "postern/store-redis.h"
 #include "postern/store-status.h"
 
 struct pn_loop;
+struct store_blob_cache;
+struct store_blob_cached;
 
 /* Most messages a listing returns (the oldest ones first); the rest stay
  * invisible to POP3 until some are removed. */
@@ -50,6 +53,7 @@ struct pn_loop;
 struct mail_maildrop_msg {
 	uint32_t uid;
 	uint64_t size;		/* octets as stored (CRLF line ends) */
+	uint8_t sha256[PN_SHA256_LEN];	/* the body's key (store-blob.h) */
 };
 
 struct mail_maildrop_listing {
@@ -78,6 +82,48 @@ typedef void mail_maildrop_read_cb(void *ctx, enum store_status status, const ui
 int mail_maildrop_read(struct store_pgpool *pg, uint64_t account_id, uint64_t mailbox_id,
 		       uint32_t uid, uint64_t offset, size_t max,
 		       mail_maildrop_read_cb *cb, void *ctx);
+
+/* ---- message bodies through the body cache (store-blob-cache.h) ----
+ *
+ * RETR/TOP of a listed message: mail_maildrop_cached() first (no I/O);
+ * on a miss, mail_maildrop_read_body() reads the whole body in one
+ * statement and puts it into the cache, so the next RETR/TOP of it (in
+ * this session, or any session of the process that reaches the same
+ * SHA-256 through its own rows) is served from memory. Bodies larger than
+ * the caller wants to hold at once are read with mail_maildrop_read() in
+ * slices and not cached.
+ *
+ * A hit does not ask PostgreSQL whether the message still exists: a
+ * message that an IMAP session expunged after the listing is still served
+ * as listed when its body is in memory (the bytes are the ones the
+ * listing named); a miss reports it gone, as mail_maildrop_read() does. */
+
+/* The cached body of a listed message with a hold on it, or NULL (cache
+ * NULL or a miss; counted in the cache's statistics). Release the hold
+ * with store_blob_cache_release(). */
+struct store_blob_cached *mail_maildrop_cached(struct store_blob_cache *cache,
+					       const struct mail_maildrop_msg *msg);
+
+struct mail_maildrop_body {
+	enum store_status status;	/* OK, or why not */
+	const char *error;		/* "" on OK */
+	bool gone;			/* OK, but the message no longer exists */
+	const uint8_t *data;		/* the whole body: valid during the call, */
+	size_t len;			/* or while the callee holds `cached` */
+	/* the cache entry data points into, or NULL (no cache, or the body
+	 * was not kept: too large for it, out of memory). The callback may
+	 * take the hold (set it NULL and release it later); otherwise it is
+	 * released after the call. */
+	struct store_blob_cached *cached;
+};
+typedef void mail_maildrop_body_cb(void *ctx, struct mail_maildrop_body *body);
+/* Reads the whole body of uid in one statement (binary, no hex) and puts
+ * it into cache (may be NULL) under the SHA-256 of its row. A body longer
+ * than max bytes is refused (STORE_PERMANENT, "message too large"): the
+ * caller decides with the listed size and reads such bodies in slices. */
+int mail_maildrop_read_body(struct store_pgpool *pg, struct store_blob_cache *cache,
+			    uint64_t account_id, uint64_t mailbox_id, uint32_t uid, size_t max,
+			    mail_maildrop_body_cb *cb, void *ctx);
 
 typedef void mail_maildrop_done_cb(void *ctx, enum store_status status, const char *error);
 /* Sets \Seen on one message (store_flags: a new MODSEQ when it changes). */

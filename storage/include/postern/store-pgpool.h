@@ -32,6 +32,13 @@
  *   wait, up to max_conns. A request waits in a FIFO queue of at most
  *   max_queue entries when every connection is busy; over the bound it
  *   fails at once (temporary, "queue full").
+ * - Priority: a request marked priority (a short lookup a client waits on,
+ *   e.g. an SMTP RCPT check) is queued ahead of every ordinary request
+ *   (FIFO among its kind), and may also use priority_conns connections
+ *   that ordinary requests never get (opened when a priority request
+ *   waits, then kept), so it does not wait behind long statements such as
+ *   whole deliveries (bench/README.md, finding 16). Transactions are
+ *   never priority.
  * - Timeouts: a request's timeout counts from submission (time in the queue
  *   included). When it expires on a connection, the callback gets a
  *   temporary failure and the connection is closed (libpq 15 has no
@@ -72,6 +79,8 @@ struct store_pgpool_settings {
 	const char *dsn;		/* libpq conninfo or URI (copied) */
 	unsigned int min_conns;		/* kept open; default 1 */
 	unsigned int max_conns;		/* default 4 */
+	unsigned int priority_conns;	/* more, for priority requests only;
+					 * default 0, at most 64 */
 	unsigned int max_queue;		/* waiting requests; default 256 */
 	unsigned int query_timeout_ms;	/* default 10000 */
 	unsigned int connect_timeout_ms; /* default 5000 */
@@ -112,6 +121,7 @@ struct store_pg_query {
 	const int *formats;
 	int result_format;		/* 0 text, 1 binary */
 	unsigned int timeout_ms;	/* 0: the pool's query_timeout_ms */
+	bool priority;			/* ahead of the others (see above) */
 };
 
 /* Creates a pool on loop and starts connecting min_conns connections (a
