@@ -239,6 +239,10 @@ const struct pn_config_def lb_config_defs[] = {
 	  offsetof(struct lb_config, relay_buffer), NULL,
 	  "Bytes queued per direction while the receiver is slow; beyond it the "
 	  "sender is not read (backpressure)." },
+	{ "relay_splice", PN_CFG_BOOL, "yes", offsetof(struct lb_config, relay_splice), NULL,
+	  "L4: once a direction carries a large piece (16 KiB and more), move its "
+	  "bytes with splice() through a pipe instead of copying them through the "
+	  "balancer (less CPU per byte; no effect on TLS or L7 connections)." },
 	{ "l7", PN_CFG_LIST, "", offsetof(struct lb_config, l7), check_l7,
 	  "Listeners in L7 mode (e.g. imap, imaps, submission): the balancer "
 	  "terminates TLS, speaks the protocol up to the login and routes by user "

@@ -110,6 +110,7 @@ struct lb_config {
 	int64_t max_connections_per_source;
 	int64_t max_rate_per_source;	/* new connections per second */
 	uint64_t relay_buffer;		/* bytes queued per direction */
+	bool relay_splice;		/* L4 bulk through pipes (splice) */
 	struct pn_config_list l7;	/* listeners in L7 mode, by protocol name */
 	int l7_route;			/* enum lb_l7_route */
 	bool l7_require_tls;

@@ -266,6 +266,7 @@ static int publish(struct lb *lb, const struct lb_topology *t)
 	s->balance_pct = (unsigned int)lb->cfg.chash_balance;
 	s->proxy = (enum lb_proxy_mode)lb->cfg.proxy_protocol;
 	s->relay_buffer = (uint32_t)lb->cfg.relay_buffer;
+	s->relay_splice = lb->cfg.relay_splice;
 	s->connect_timeout_ms = lb->cfg.connect_timeout_ms;
 	s->idle_timeout_ms = lb->cfg.idle_timeout_ms;
 	for (size_t i = 0; i < lb->cfg.l7.count; i++) {

@@ -28,6 +28,17 @@
  * drained below half. An idle L4 connection holds no buffer at all (an L7
  * one holds its TLS session).
  *
+ * Splice (relay_splice, L4 without TLS): once a direction receives a large
+ * piece (RELAY_SPLICE_MIN) after the upstream answered, its multishot
+ * receive is handed off (pn_io_recv_handoff: what the kernel already took
+ * is still relayed as above, in order), and from then on the direction
+ * moves bytes source -> pipe -> destination with non-blocking splice()
+ * calls on the loop thread, waiting with a one-shot poll on the socket
+ * when one side has nothing or no room: the bytes are never copied into
+ * the balancer. The pipe (64 KiB) is the direction's whole queue: nothing
+ * is read while it holds bytes (backpressure). io_uring's own splice runs
+ * in its worker threads and cost more (bench/README.md, finding 14).
+ *
  * Failover: until the first byte from the upstream has been passed to the
  * client, a connection refused, reset, timed out or closed by the upstream
  * (in L7 also a refusing greeting) is retried on the next eligible backend
@@ -48,6 +59,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -71,6 +83,7 @@
 #define RELAY_RECV_BUF (64 * 1024)
 #define RELAY_RECV_BUFS 256	/* 16 MiB per relay thread */
 #define RELAY_INLINE_MIN 4096	/* dir_write: from here on send() at once */
+#define RELAY_SPLICE_MIN 16384	/* a received piece this large turns splice on */
 
 enum conn_state {
 	CONN_PRELOGIN = 0,	/* L7: our own dialogue with the client */
@@ -89,6 +102,17 @@ struct lb_dir {
 	bool shut;		/* ... and that was passed on */
 	bool sending;		/* a send of s is in the ring */
 	bool stopped;		/* source not read: queue over relay_buffer */
+	uint8_t sp;		/* SP_*: splice state */
+	unsigned int sp_wait;	/* POLLIN on the source or POLLOUT on the
+				 * destination the pump waits for, or 0 */
+	int pr, pw;		/* the pipe (SP_ON), else -1 */
+	uint32_t inpipe;	/* bytes in it */
+};
+
+enum {
+	SP_OFF = 0,	/* the loop's receive and the queues */
+	SP_HANDOFF,	/* the loop's receive is ending (pn_io_recv_handoff) */
+	SP_ON,		/* splice through the pipe */
 };
 
 /* Send buffers of a failed upstream's send, which the kernel may still
@@ -112,6 +136,8 @@ struct lb_conn {
 	bool l7;
 	bool tls_counted;
 	bool goodbye_pending;	/* close_notify waits for the handshake */
+	bool splice;		/* relay_splice */
+	unsigned int cpoll, upoll;	/* poll events armed on cio / uio */
 	bool sniff_proxy;	/* untrusted peer on a PROXY listener: check its
 				 * first bytes for a header */
 	uint8_t proxy;
@@ -143,6 +169,7 @@ static void conn_start_upstream(struct lb_conn *c);
 static void client_timer(struct lb_conn *c);
 static void conn_upstream_failed(struct lb_conn *c, int err, const char *what);
 static void conn_update_recv(struct lb_conn *c);
+static void splice_pump(struct lb_conn *c, struct lb_dir *d);
 static void conn_refuse(struct lb_conn *c, const char *msg, const char *reason);
 
 static struct pn_loop *conn_loop(const struct lb_conn *c)
@@ -401,6 +428,10 @@ static int dir_write(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int d
 	}
 	if (len == 0)
 		return 0;
+	if (d->sp == SP_HANDOFF && pn_buf_room(&d->q) < len)
+		d->q.max = pn_buf_len(&d->q) + len; /* what the ending receive
+						     * took: bounded by the
+						     * socket's receive buffer */
 	if (pn_buf_append(&d->q, data, len) < 0) {
 		errno = ENOBUFS; /* cannot happen: the source stops at relay_buffer */
 		return -1;
@@ -447,7 +478,7 @@ static int client_out(struct lb_conn *c, const uint8_t *data, size_t len)
 /* Ends the destination's stream once everything before the end went out. */
 static void dir_maybe_shut(struct lb_conn *c, struct lb_dir *d, int dst_fd)
 {
-	if (d->eof && !d->shut && !d->sending && pn_buf_len(&d->q) == 0) {
+	if (d->eof && !d->shut && !d->sending && pn_buf_len(&d->q) == 0 && d->inpipe == 0) {
 		const struct lb_dir *back = d == &c->c2u ? &c->u2c : &c->c2u;
 
 		/* The last end of a relay: the close that follows sends the
@@ -488,6 +519,10 @@ static void dir_sent(struct lb_conn *c, struct lb_dir *d, pn_io_id dst_io, int d
 		return;
 	}
 	conn_update_recv(c);
+	if (d->sp == SP_ON) {
+		splice_pump(c, d);
+		return;
+	}
 	if (c->state == CONN_RELAY || (c->state == CONN_REFUSING && d == &c->u2c))
 		dir_maybe_shut(c, d, dst_fd);
 }
@@ -511,14 +546,14 @@ static void conn_update_recv(struct lb_conn *c)
 	}
 	want_c = !c->c2u.eof && !c->c2u.stopped;
 	want_u = !c->u2c.eof && !c->u2c.stopped;
-	if (want_c != c->crecv) {
+	if (c->c2u.sp == SP_OFF && want_c != c->crecv) {
 		if (want_c ? pn_io_recv(loop, c->cio) : pn_io_recv_stop(loop, c->cio)) {
 			conn_close(c, true);
 			return;
 		}
 		c->crecv = want_c;
 	}
-	if (want_u != c->urecv) {
+	if (c->u2c.sp == SP_OFF && want_u != c->urecv) {
 		if (want_u ? pn_io_recv(loop, c->uio) : pn_io_recv_stop(loop, c->uio)) {
 			conn_close(c, true);
 			return;
@@ -643,6 +678,14 @@ static void worker_maybe_exit(struct lb_worker *w)
 
 static void conn_free(struct lb_conn *c)
 {
+	for (int i = 0; i < 2; i++) {
+		struct lb_dir *d = i == 0 ? &c->c2u : &c->u2c;
+
+		if (d->pr >= 0)
+			close(d->pr);
+		if (d->pw >= 0)
+			close(d->pw);
+	}
 	pn_buf_free(&c->c2u.q);
 	pn_buf_free(&c->u2c.q);
 	pn_buf_free(&c->c2u.s);
@@ -880,6 +923,158 @@ static void l7_replay_recv(struct lb_conn *c, const uint8_t *data, size_t len)
 	}
 }
 
+/* ---- splice ---- */
+
+/* Arms (or cancels) the one-shot polls the pumps of both directions wait
+ * for: on the client socket POLLIN for c2u and POLLOUT for u2c, and the
+ * other way round on the upstream socket. */
+static void splice_polls(struct lb_conn *c)
+{
+	struct pn_loop *loop = conn_loop(c);
+	unsigned int cm = (c->c2u.sp_wait & POLLIN) | (c->u2c.sp_wait & POLLOUT);
+	unsigned int um = (c->u2c.sp_wait & POLLIN) | (c->c2u.sp_wait & POLLOUT);
+
+	if (cm != c->cpoll) {
+		if (c->cpoll != 0)
+			pn_io_poll_cancel(loop, c->cio);
+		c->cpoll = cm;
+		if (cm != 0 && pn_io_poll(loop, c->cio, cm) < 0) {
+			conn_close(c, true);
+			return;
+		}
+	}
+	if (um != c->upoll) {
+		if (c->upoll != 0)
+			pn_io_poll_cancel(loop, c->uio);
+		c->upoll = um;
+		if (um != 0 && pn_io_poll(loop, c->uio, um) < 0)
+			conn_close(c, true);
+	}
+}
+
+/* Moves d's bytes until one side has nothing or no room (then waits for
+ * its poll), the source ended (then passes the end on) or an error
+ * (resets both sides). Runs once the queue before the switch drained. */
+static void splice_pump(struct lb_conn *c, struct lb_dir *d)
+{
+	int src = d == &c->c2u ? c->cfd : c->ufd, dst = d == &c->c2u ? c->ufd : c->cfd;
+
+	if (c->state != CONN_RELAY || d->sp != SP_ON || d->sp_wait != 0 || d->sending ||
+	    pn_buf_len(&d->q) > 0 || d->shut)
+		return;
+	for (;;) {
+		ssize_t n;
+
+		if (d->inpipe > 0) {
+			n = splice(d->pr, NULL, dst, NULL, d->inpipe,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n < 0 && errno == EAGAIN)
+				break;
+			if (n <= 0)
+				goto fail;
+			d->inpipe -= (uint32_t)n;
+			continue;
+		}
+		if (d->eof) {
+			dir_maybe_shut(c, d, dst);
+			return;
+		}
+		n = splice(src, NULL, d->pw, NULL, RELAY_RECV_BUF,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			goto fail;
+		if (n == 0) {
+			d->eof = true;
+			continue;
+		}
+		d->inpipe += (uint32_t)n;
+		c->last_ms = pn_loop_now_ms(conn_loop(c));
+		pn_counter_add(d == &c->c2u ? c->be->m_bytes_to : c->be->m_bytes_from,
+			       (uint64_t)n);
+	}
+	d->sp_wait = d->inpipe > 0 ? POLLOUT : POLLIN;
+	splice_polls(c);
+	return;
+fail:
+	conn_close(c, true);
+}
+
+/* A poll of the client (client) or upstream socket fired. */
+static void splice_polled(struct lb_conn *c, bool client, int revents)
+{
+	struct lb_dir *in = client ? &c->c2u : &c->u2c, *out = client ? &c->u2c : &c->c2u;
+	const unsigned int any = POLLERR | POLLHUP | POLLRDHUP;
+
+	if (client)
+		c->cpoll = 0;
+	else
+		c->upoll = 0;
+	if (c->state != CONN_RELAY)
+		return;
+	if (revents < 0) {
+		conn_close(c, true);
+		return;
+	}
+	if ((in->sp_wait & POLLIN) && (revents & (POLLIN | any))) {
+		in->sp_wait = 0;
+		splice_pump(c, in);
+	}
+	if (c->state == CONN_RELAY && (out->sp_wait & POLLOUT) && (revents & (POLLOUT | any))) {
+		out->sp_wait = 0;
+		splice_pump(c, out);
+	}
+	if (c->state == CONN_RELAY)
+		splice_polls(c);
+}
+
+static void client_polled(void *ctx, int revents)
+{
+	splice_polled(ctx, true, revents);
+}
+
+static void upstream_polled(void *ctx, int revents)
+{
+	splice_polled(ctx, false, revents);
+}
+
+/* d just relayed a piece of len bytes: a large one on a plain L4 relay
+ * hands its receive off (the switch happens at the final on_recv). */
+static void splice_maybe(struct lb_conn *c, struct lb_dir *d, size_t len)
+{
+	pn_io_id src = d == &c->c2u ? c->cio : c->uio;
+
+	if (!c->splice || len < RELAY_SPLICE_MIN || d->sp != SP_OFF || c->l7 ||
+	    c->tls != NULL || !c->answered || c->state != CONN_RELAY || d->eof ||
+	    !(d == &c->c2u ? c->crecv : c->urecv))
+		return;
+	if (pn_io_recv_handoff(conn_loop(c), src) == 0)
+		d->sp = SP_HANDOFF;
+}
+
+/* The handoff of d's receive completed: splice from now on. Without a pipe
+ * (out of descriptors) the loop's receive simply goes on. */
+static void splice_start(struct lb_conn *c, struct lb_dir *d)
+{
+	int p[2];
+
+	if (d == &c->c2u)
+		c->crecv = false;
+	else
+		c->urecv = false;
+	if (c->state != CONN_RELAY)
+		return;
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+		conn_update_recv(c);
+		return;
+	}
+	d->pr = p[0];
+	d->pw = p[1];
+	d->sp = SP_ON;
+	splice_pump(c, d);
+}
+
 /* The upstream's stream ended: pass it on (close_notify first on TLS). */
 static void upstream_eof(struct lb_conn *c)
 {
@@ -914,10 +1109,18 @@ static void upstream_recv(void *ctx, const uint8_t *data, ssize_t len)
 			conn_close(c, true);
 			return;
 		}
+		splice_maybe(c, &c->u2c, (size_t)len);
 		conn_update_recv(c);
 		return;
 	}
 	c->urecv = false;
+	if (c->u2c.sp == SP_HANDOFF) {
+		c->u2c.sp = SP_OFF;
+		if (len == -ECANCELED) {
+			splice_start(c, &c->u2c);
+			return;
+		}
+	}
 	/* Closed or reset before saying anything (and not because the client
 	 * left first): a dying upstream, try the next one. */
 	if (!c->answered && !c->c2u.eof) {
@@ -943,6 +1146,7 @@ static const struct pn_io_handlers upstream_handlers = {
 	.on_recv = upstream_recv,
 	.on_connect = upstream_connected,
 	.on_send = upstream_sent,
+	.on_poll = upstream_polled,
 	.on_close = conn_io_closed,
 };
 
@@ -1107,7 +1311,9 @@ static void client_plain(struct lb_conn *c, const uint8_t *data, size_t len)
 				conn_upstream_failed(c, errno, "send");
 			else
 				conn_close(c, true);
+			return;
 		}
+		splice_maybe(c, &c->c2u, len);
 		return;
 	default:
 		return; /* refusing: dropped */
@@ -1275,6 +1481,14 @@ static void client_recv(void *ctx, const uint8_t *data, ssize_t len)
 
 	if (c->state == CONN_CLOSING)
 		return;
+	if (len <= 0 && c->c2u.sp == SP_HANDOFF) {
+		c->c2u.sp = SP_OFF;
+		if (len == -ECANCELED) {
+			c->crecv = false;
+			splice_start(c, &c->c2u);
+			return;
+		}
+	}
 	if (len < 0) {
 		c->crecv = false;
 		conn_close(c, c->state == CONN_RELAY);
@@ -1370,6 +1584,7 @@ static void client_timer(struct lb_conn *c)
 static const struct pn_io_handlers client_handlers = {
 	.on_recv = client_recv,
 	.on_send = client_sent,
+	.on_poll = client_polled,
 	.on_close = conn_io_closed,
 };
 
@@ -1457,6 +1672,8 @@ static void listener_accept(void *ctx, int fd)
 	c->connect_timeout_ms = s->connect_timeout_ms;
 	c->last_ms = pn_loop_now_ms(w->loop);
 	c->login_deadline_ms = c->last_ms + s->login_timeout_ms;
+	c->splice = s->relay_splice;
+	c->c2u.pr = c->c2u.pw = c->u2c.pr = c->u2c.pw = -1;
 	pn_buf_init(&c->c2u.q, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->u2c.q, s->relay_buffer + QUEUE_SLACK);
 	pn_buf_init(&c->c2u.s, s->relay_buffer + QUEUE_SLACK);

@@ -121,6 +121,7 @@ struct lb_snapshot {
 	unsigned int balance_pct;
 	enum lb_proxy_mode proxy;
 	uint32_t relay_buffer;
+	bool relay_splice;
 	uint64_t connect_timeout_ms;
 	uint64_t idle_timeout_ms;
 	bool l7[LB_PROTO_COUNT];

@@ -69,6 +69,7 @@ struct io_slot {
 	uint16_t rearm;		/* OPBIT: arm from the work list (no SQE earlier) */
 	bool flush;		/* held receive data to deliver from the work list */
 	bool has_held_res;	/* end of stream or error kept while stopped */
+	bool handoff;		/* pn_io_recv_handoff(): the multishot is ending */
 	unsigned int flags;	/* PN_IO_* */
 	int fd;
 	uint32_t next_free;
@@ -497,6 +498,33 @@ static void handle_accept_retry(struct pn_loop *loop, struct io_slot *s, int res
 	accept_sync(loop, s);
 }
 
+/* A completion of a multishot receive being handed off: its data goes to
+ * the owner as usual; its end (the cancel, or any other) is reported as
+ * -ECANCELED (the stream is the owner's now), an end of stream or an error
+ * as itself. */
+static void handoff_recv(struct pn_loop *loop, struct io_slot *s, int res,
+			 unsigned int flags, int bid)
+{
+	if (res > 0 && bid >= 0) {
+		if (s->h->on_recv != NULL)
+			s->h->on_recv(s->ctx, buf_addr(loop, (unsigned int)bid), res);
+		buf_return(loop, (unsigned int)bid);
+		if (flags & IORING_CQE_F_MORE)
+			return;
+		res = -ECANCELED;
+	} else if (bid >= 0) {
+		buf_return(loop, (unsigned int)bid);
+	}
+	if (flags & IORING_CQE_F_MORE)
+		return;
+	s->handoff = false;
+	s->want &= ~WANT_RECV;
+	if (res == -ENOBUFS || res > 0)
+		res = -ECANCELED;
+	if (s->state == SLOT_OPEN && s->h->on_recv != NULL)
+		s->h->on_recv(s->ctx, NULL, res);
+}
+
 static void handle_recv(struct pn_loop *loop, struct io_slot *s, int res,
 			unsigned int flags, bool cancelled)
 {
@@ -506,6 +534,10 @@ static void handle_recv(struct pn_loop *loop, struct io_slot *s, int res,
 	if (s->state != SLOT_OPEN) {
 		if (has_buf)
 			buf_return(loop, bid);
+		return;
+	}
+	if (s->handoff) {
+		handoff_recv(loop, s, res, flags, has_buf ? (int)bid : -1);
 		return;
 	}
 	if (res > 0 && has_buf) {
@@ -1259,6 +1291,25 @@ int pn_io_recv_stop(struct pn_loop *loop, pn_io_id id)
 	 * held, and the work list retries the cancel. */
 	if (cancel_op(loop, s, OP_RECV) < 0)
 		work_add(loop, s);
+	return 0;
+}
+
+int pn_io_recv_handoff(struct pn_loop *loop, pn_io_id id)
+{
+	struct io_slot *s = lookup_open_fd(loop, id);
+
+	if (s == NULL)
+		return -1;
+	if (!(s->want & WANT_RECV) || !(s->pending & OPBIT(OP_RECV)) || s->handoff ||
+	    (s->cancelling & OPBIT(OP_RECV)) || s->held_head >= 0 || s->has_held_res) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (cancel_op(loop, s, OP_RECV) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	s->handoff = true;
 	return 0;
 }
 

@@ -1063,6 +1063,8 @@ struct collector {
 	size_t len;
 	int calls, eofs, errors, closes;
 	int stop_after;		/* pn_io_recv_stop() after this many calls */
+	int handoff_after;	/* pn_io_recv_handoff() after this many calls */
+	int cancels;		/* on_recv(-ECANCELED): the handoff ended */
 };
 
 static void col_on_recv(void *ctx, const uint8_t *data, ssize_t len)
@@ -1075,11 +1077,15 @@ static void col_on_recv(void *ctx, const uint8_t *data, ssize_t len)
 		c->len += (size_t)len;
 	} else if (len == 0) {
 		c->eofs++;
+	} else if (len == -ECANCELED) {
+		c->cancels++;
 	} else {
 		c->errors++;
 	}
 	if (c->stop_after > 0 && c->calls == c->stop_after)
 		CHECK_INT(pn_io_recv_stop(c->loop, c->id), 0);
+	if (c->handoff_after > 0 && c->calls == c->handoff_after)
+		CHECK_INT(pn_io_recv_handoff(c->loop, c->id), 0);
 }
 
 static void col_on_close(void *ctx)
@@ -1220,6 +1226,90 @@ PN_TEST(test_recv_stop)
 	CHECK_INT(c.closes, 1);
 	CHECK_INT(c.len, 2000);
 	close(a);
+	pn_loop_free(&loop);
+}
+
+/* Reads fd (non-blocking) into c->data until want bytes or end of stream;
+ * returns whether it saw the end. */
+static bool read_rest(struct collector *c, int fd, size_t want)
+{
+	uint64_t deadline = now_ms() + 2000;
+
+	while (c->len < want && now_ms() < deadline) {
+		ssize_t n = read(fd, c->data + c->len, sizeof(c->data) - c->len);
+
+		if (n == 0)
+			return true;
+		if (n > 0) {
+			c->len += (size_t)n;
+		} else {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+			poll(&pfd, 1, 100);
+		}
+	}
+	return read(fd, c->data + c->len, 1) == 0;
+}
+
+PN_TEST(test_recv_handoff)
+{
+	struct pn_loop *loop = new_loop(256, 8);
+	static struct collector c;
+	int a, b;
+
+	if (loop == NULL || tcp_pair(&a, &b) < 0) {
+		CHECK(0);
+		pn_loop_free(&loop);
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.loop = loop;
+	c.id = pn_io_add(loop, b, 0, &col_h, &c);
+	/* not receiving: nothing to hand off */
+	CHECK_INT(pn_io_recv_handoff(loop, c.id), -1);
+	CHECK_INT(errno, EAGAIN);
+	CHECK_INT(pn_io_recv(loop, c.id), 0);
+	pn_loop_run_once(loop, 0);
+
+	/* handed off from inside on_recv with more on its way: what the
+	 * multishot took comes first, then -ECANCELED, then the fd has the
+	 * rest, in order */
+	c.handoff_after = 1;
+	write_pattern(a, 0, 3000, 8);
+	RUN_UNTIL(loop, c.cancels > 0, 1000);
+	CHECK_INT(c.cancels, 1);
+	CHECK(c.len >= 1 && c.len <= 3000);
+	CHECK_INT(pn_io_recv_handoff(loop, c.id), -1); /* over: receiving is off */
+	write_pattern(a, 3000, 1000, 8);
+	close(a);
+	CHECK(read_rest(&c, b, 4000));
+	CHECK_INT(c.len, 4000);
+	CHECK(pattern_ok(c.data, c.len, 8));
+	run_for(loop, 20);
+	CHECK_INT(c.eofs, 0);
+	CHECK_INT(c.errors, 0);
+	pn_io_close(loop, c.id);
+	RUN_UNTIL(loop, c.closes > 0, 1000);
+
+	/* the end of stream already in the socket: either the multishot meets
+	 * it (reported as usual) or the fd does */
+	CHECK_INT(tcp_pair(&a, &b), 0);
+	memset(&c, 0, sizeof(c));
+	c.loop = loop;
+	c.handoff_after = 1;
+	write_pattern(a, 0, 1000, 9);
+	close(a);
+	c.id = pn_io_add(loop, b, 0, &col_h, &c);
+	CHECK_INT(pn_io_recv(loop, c.id), 0);
+	RUN_UNTIL(loop, c.cancels + c.eofs > 0, 1000);
+	CHECK_INT(c.cancels + c.eofs, 1);
+	if (c.cancels == 1)
+		CHECK(read_rest(&c, b, 1000));
+	CHECK_INT(c.len, 1000);
+	CHECK(pattern_ok(c.data, c.len, 9));
+	CHECK_INT(c.errors, 0);
+	pn_io_close(loop, c.id);
+	RUN_UNTIL(loop, c.closes > 0, 1000);
 	pn_loop_free(&loop);
 }
 
@@ -1456,6 +1546,7 @@ int main(void)
 	     PN_TEST_CASE(test_post_stop_threads),
 	     PN_TEST_CASE(test_peer_close_and_reset),
 	     PN_TEST_CASE(test_recv_stop),
+	     PN_TEST_CASE(test_recv_handoff),
 	     PN_TEST_CASE(test_enobufs),
 	     PN_TEST_CASE(test_accept_errors),
 	     PN_TEST_CASE(test_other_thread_runs),

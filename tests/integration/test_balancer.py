@@ -27,6 +27,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -603,6 +604,128 @@ class RelayTest(unittest.TestCase):
         # Health probes reach the upstreams as PROXY LOCAL connections.
         wait_for(lambda: all(u.probes > 0 for u in self.ups), what="probes")
         self.assertEqual(self.lb.get("/readyz")[0], 200)
+
+
+def pipes_of(pid):
+    """Pipes the process holds open (a spliced direction holds one)."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("pipe:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def stream_round(test, s, data):
+    """Sends data and reads exactly as much back (the upstream echoes)."""
+    got = []
+    t = threading.Thread(target=lambda: got.append(recv_exact(s, len(data))))
+    t.start()
+    s.sendall(data)
+    t.join(30)
+    test.assertFalse(t.is_alive())
+    test.assertTrue(got[0] == data, "echo differs")
+
+
+@unittest.skipUnless(os.access(BINARY, os.X_OK), "postern-balancer not built")
+class SpliceTest(unittest.TestCase):
+    """relay_splice: large L4 streams move through a pipe per direction;
+    the same bytes, ends and resets as without it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = Upstream("fe1")
+        cls.on = Balancer(upstreams={"imap": [cls.up.addr()]}, env={"POSTERN_THREADS": "1"})
+        cls.off = Balancer(upstreams={"imap": [cls.up.addr()]},
+                           env={"POSTERN_THREADS": "1", "POSTERN_RELAY_SPLICE": "no"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.on.stop()
+        cls.off.stop()
+        cls.up.kill()
+
+    def stream(self, lb, seed):
+        """Two large rounds both ways and a half-close on one connection;
+        returns how many pipes the balancer held in the middle."""
+        before = pipes_of(lb.proc.pid)
+        s, greeting = lb.greet()
+        self.assertTrue(greeting.startswith(b"* OK fe1"), greeting)
+        rnd = random.Random(seed)
+        stream_round(self, s, rnd.randbytes(3 * 1024 * 1024))
+        during = pipes_of(lb.proc.pid) - before
+        # Then the client half-closes after more bytes: the upstream sees
+        # the end after every byte, echoes the rest and closes; the client
+        # sees that end too.
+        tail = rnd.randbytes(3 * 1024 * 1024 + 12345)
+        got = []
+        t = threading.Thread(target=lambda: got.append(recv_all(s)))
+        t.start()
+        s.sendall(tail)
+        s.shutdown(socket.SHUT_WR)
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        s.close()
+        self.assertEqual(len(got[0]), len(tail))
+        self.assertTrue(got[0] == tail, "payload differs")
+        wait_for(lambda: lb.status()["connections"] == 0, what="the connection to end")
+        self.assertEqual(pipes_of(lb.proc.pid), before)
+        return during
+
+    def test_splice_on_is_byte_exact_with_half_close(self):
+        # Both directions spliced: two pipes of two descriptors each.
+        self.assertEqual(self.stream(self.on, 21), 4)
+
+    def test_splice_off_is_byte_exact_with_half_close(self):
+        self.assertEqual(self.stream(self.off, 22), 0)
+
+    def test_small_dialogue_is_not_spliced(self):
+        before = pipes_of(self.on.proc.pid)
+        s, _ = self.on.greet()
+        for i in range(20):
+            stream_round(self, s, b"a%d NOOP\r\n" % i)
+        self.assertEqual(pipes_of(self.on.proc.pid), before)
+        s.close()
+
+    def test_client_reset_while_spliced(self):
+        before = pipes_of(self.on.proc.pid)
+        s, _ = self.on.greet()
+        stream_round(self, s, random.Random(23).randbytes(1024 * 1024))
+        self.assertEqual(pipes_of(self.on.proc.pid) - before, 4)
+        s.sendall(random.Random(24).randbytes(256 * 1024))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        wait_for(lambda: self.on.status()["connections"] == 0, what="the connection to end")
+        self.assertEqual(pipes_of(self.on.proc.pid), before)
+        # The balancer goes on serving.
+        s, greeting = self.on.greet()
+        self.assertTrue(greeting.startswith(b"* OK fe1"), greeting)
+        stream_round(self, s, random.Random(25).randbytes(100000))
+        s.close()
+
+    def test_upstream_reset_while_spliced_resets_client(self):
+        up = Upstream("fe9")
+        lb = Balancer(upstreams={"imap": [up.addr()]}, env={"POSTERN_THREADS": "1"})
+        try:
+            s, _ = lb.greet()
+            stream_round(self, s, random.Random(26).randbytes(1024 * 1024))
+            # Bytes the upstream never reads, then SIGKILL: the kernel
+            # resets its connection, and the balancer the client's.
+            up.pause()
+            s.sendall(random.Random(27).randbytes(256 * 1024))
+            time.sleep(0.3)
+            up.kill()
+            with self.assertRaises(ConnectionResetError):
+                s.settimeout(10)
+                while s.recv(65536):
+                    pass
+            s.close()
+            wait_for(lambda: lb.status()["connections"] == 0, what="the connection to end")
+        finally:
+            lb.stop()
+            up.kill()
 
 
 @unittest.skipUnless(os.access(BINARY, os.X_OK), "postern-balancer not built")

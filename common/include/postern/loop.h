@@ -35,6 +35,11 @@
  *   Data the kernel had already received before the stop took effect is kept
  *   (in ring buffers) and delivered first, in order, after pn_io_recv(), never
  *   from inside the pn_io_recv() call itself.
+ *   pn_io_recv_handoff() ends receiving for an owner that will read the fd
+ *   itself (splice): what the kernel already took is still delivered through
+ *   on_recv, in order, and then on_recv(ctx, NULL, -ECANCELED) says that the
+ *   socket's stream is the owner's from here on (an end of stream or an
+ *   error met first is reported as usual instead: len 0 or -errno).
  * - send: one send in flight per io, with MSG_NOSIGNAL (no SIGPIPE); the loop
  *   resubmits after a short write and calls on_send(ctx, total) when all len
  *   bytes went out, or with a negative errno. The caller keeps data valid
@@ -161,6 +166,11 @@ int pn_io_accept(struct pn_loop *loop, pn_io_id id);
 int pn_io_recv(struct pn_loop *loop, pn_io_id id);
 /* Returns 0 also when receiving was not on. */
 int pn_io_recv_stop(struct pn_loop *loop, pn_io_id id);
+/* See above. Returns 0, or -1 with errno EAGAIN when it cannot be done now
+ * (receiving is not on, being stopped, or data is held: try again
+ * later), ENOMEM (no SQE), EBADF. pn_io_recv_stop() and
+ * pn_io_recv() must not be called until the final on_recv. */
+int pn_io_recv_handoff(struct pn_loop *loop, pn_io_id id);
 int pn_io_send(struct pn_loop *loop, pn_io_id id, const void *data, size_t len);
 int pn_io_connect(struct pn_loop *loop, pn_io_id id, const struct sockaddr *addr,
 		  socklen_t addrlen);
