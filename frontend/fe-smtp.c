@@ -224,9 +224,10 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 static size_t fs_feed(void *p, const uint8_t *data, size_t len)
 {
 	struct fe_smtp *f = p;
-	size_t room = smtp_session_input_room(f->s);
 
-	return smtp_session_feed(f->s, data, len < room ? len : room);
+	/* the engine takes at most its input room, except message content,
+	 * which it decodes straight from data (no copy in between) */
+	return smtp_session_feed(f->s, data, len);
 }
 
 /* ---- AUTH ---- */
