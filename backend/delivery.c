@@ -85,6 +85,7 @@ struct mail_delivery {
 	struct store_redis *redis;
 	struct pn_workpool *workers;	/* NULL: parse on the loop */
 	struct pn_loop *loop;
+	unsigned int workers_max_pending;	/* 0: no bound */
 	unsigned int window;
 	char *postmaster;		/* NULL: the primary domain's */
 	const struct store_pg_stmt *st_resolve, *st_sender, *st_deliver;
@@ -286,6 +287,7 @@ struct mail_delivery *mail_delivery_new(const struct mail_delivery_settings *set
 	if (set->workers != NULL && set->loop != NULL) {
 		d->workers = set->workers;
 		d->loop = set->loop;
+		d->workers_max_pending = set->workers_max_pending;
 	}
 	d->window = set->dedup_window_secs != 0 ? set->dedup_window_secs : DEDUP_WINDOW_DEFAULT;
 	if (set->postmaster != NULL && set->postmaster[0] != '\0') {
@@ -1148,9 +1150,12 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 		op->data_len = pn_buf_len(&op->body);
 	}
 	if (d->workers != NULL &&
+	    (d->workers_max_pending == 0 ||
+	     pn_workpool_pending(d->workers) < d->workers_max_pending) &&
 	    pn_workpool_submit(d->workers, d->loop, prepare_work, prepare_done, op) == 0)
 		return op;	/* prepare_done goes on */
-	/* no pool, or its queue is full: parse here */
+	/* no pool, its share of the pool is taken, or its queue is full:
+	 * parse here */
 	prepare_body(op);
 	if (op->prep_ret < 0)
 		goto nomem;

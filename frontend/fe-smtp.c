@@ -78,7 +78,7 @@ static void td_init(void)
 static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
 					     struct store_redis *redis, const char *postmaster,
 					     struct pn_workpool *workers, struct pn_loop *loop,
-					     const char **error_r)
+					     unsigned int max_pending, const char **error_r)
 {
 	struct thread_delivery *td;
 
@@ -107,6 +107,8 @@ static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
 		struct mail_delivery_settings set = {
 			.pool = pool, .redis = redis, .postmaster = postmaster,
 			.workers = workers, .loop = loop,
+			/* half of the queue stays for password checks */
+			.workers_max_pending = max_pending,
 		};
 
 		td->dlv = mail_delivery_new(&set, error_r);
@@ -187,7 +189,9 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 			f->dlv = thread_delivery(f->pool, th->backend->redis,
 						 th->node != NULL ? th->node->cfg.postmaster_address :
 						 NULL, th->node != NULL ? th->node->auth_pool : NULL,
-						 th->loop, &error);
+						 th->loop, th->node != NULL ?
+						 (unsigned int)th->node->cfg.auth_queue / 2 + 1 : 1,
+						 &error);
 			if (f->dlv == NULL)
 				pn_warn("event=smtp_delivery_unavailable error=\"%s\"", error);
 		}

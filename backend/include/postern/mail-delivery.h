@@ -87,6 +87,10 @@ struct mail_delivery_settings {
 	 * both outlive the delivery */
 	struct pn_workpool *workers;
 	struct pn_loop *loop;
+	/* A parse goes to the workers only while fewer than this many jobs
+	 * wait or run there (0: no bound), so that a pool shared with other
+	 * work (password checks) keeps room for it; else it runs on the loop. */
+	unsigned int workers_max_pending;
 	unsigned int dedup_window_secs;	/* 0: 600 (10 minutes) */
 	/* Where RCPT TO:<Postmaster> (RFC 5321 4.5.1: no domain, any case)
 	 * goes: an address user@domain in one of our domains (an alias there
