@@ -12,7 +12,12 @@
  * docs/storage.md.
  *
  * A delivery is at most two round trips:
- *   [from check, submission only] -> deliver_mail() -> publish -> callback
+ *   [parse] -> [from check, submission only] -> deliver_mail() -> publish
+ *   -> callback
+ * The parse (line ends, the MIME structure for the ENVELOPE / BODYSTRUCTURE
+ * cache: milliseconds for a large message) runs on the settings' worker
+ * pool when there is one, so that it does not stall the loop's other
+ * sessions; its completion goes on from the loop thread.
  * A deadlock or serialization failure runs the statement again (twice at
  * most); any other failure answers every recipient with TEMPFAIL
  * (temporary) or PERMFAIL.
@@ -28,6 +33,7 @@
 #include "postern/mail-message.h"
 #include "postern/store-pgpool.h"
 #include "postern/store-redis-ops.h"
+#include "postern/workpool.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -77,6 +83,9 @@ enum { D_RCPT, D_KIND, D_ACCOUNT, D_MAILBOX, D_UID, D_MODSEQ, D_QUOTA, D_SHA, D_
 struct mail_delivery {
 	struct store_pgpool *pool;
 	struct store_redis *redis;
+	struct pn_workpool *workers;	/* NULL: parse on the loop */
+	struct pn_loop *loop;
+	unsigned int workers_max_pending;	/* 0: no bound */
 	unsigned int window;
 	char *postmaster;		/* NULL: the primary domain's */
 	const struct store_pg_stmt *st_resolve, *st_sender, *st_deliver;
@@ -132,7 +141,13 @@ struct mail_op {
 	size_t nrcpt;
 	struct mail_deliver_rcpt *res;
 	bool *rcpt_final;
-	struct pn_buf body;		/* the message with CRLF line ends */
+	struct pn_buf body;		/* the message with CRLF line ends, when copied */
+	/* The message as stored: the caller's (message_kept, CRLF already)
+	 * or body. */
+	const uint8_t *data;
+	size_t data_len;
+	bool check_crlf;		/* data is the caller's: copy if a bare LF */
+	int prep_ret;			/* prepare_body(): 0 or -1 (out of memory) */
 	size_t blob_len;		/* as stored, from deliver_mail() */
 	struct mail_message *msg;
 	char *meta[M_COUNT];
@@ -269,6 +284,11 @@ struct mail_delivery *mail_delivery_new(const struct mail_delivery_settings *set
 	}
 	d->pool = set->pool;
 	d->redis = set->redis;
+	if (set->workers != NULL && set->loop != NULL) {
+		d->workers = set->workers;
+		d->loop = set->loop;
+		d->workers_max_pending = set->workers_max_pending;
+	}
 	d->window = set->dedup_window_secs != 0 ? set->dedup_window_secs : DEDUP_WINDOW_DEFAULT;
 	if (set->postmaster != NULL && set->postmaster[0] != '\0') {
 		if (!address_ok(set->postmaster, false) || strchr(set->postmaster, '@') == NULL) {
@@ -690,6 +710,38 @@ static int prepare_meta(struct mail_op *op, const uint8_t *msg, size_t len)
 	return 0;
 }
 
+/* Whether the message has a LF without a CR before it. */
+static bool has_bare_lf(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len, *lf;
+
+	for (const uint8_t *q = p; q < end; q = lf + 1) {
+		lf = memchr(q, '\n', (size_t)(end - q));
+		if (lf == NULL)
+			return false;
+		if (lf == p || lf[-1] != '\r')
+			return true;
+	}
+	return false;
+}
+
+/* The body with CRLF line ends (the caller's message itself when it has
+ * them already: no copy) and the cache fields. Touches nothing but op and
+ * the message, so it may run on a worker thread. Sets op->prep_ret. */
+static void prepare_body(struct mail_op *op)
+{
+	op->prep_ret = -1;
+	if (op->check_crlf && has_bare_lf(op->data, op->data_len)) {
+		pn_buf_init(&op->body, 2 * op->data_len + 1);
+		if (mail_crlf_normalize(op->data, op->data_len, &op->body) < 0)
+			return;
+		op->data = pn_buf_rptr(&op->body);
+		op->data_len = pn_buf_len(&op->body);
+	}
+	op->check_crlf = false;
+	op->prep_ret = prepare_meta(op, op->data, op->data_len);
+}
+
 /* ---- DATA: the statement ---- */
 
 static void deliver_finish(struct mail_op *op);
@@ -955,8 +1007,8 @@ static int deliver_query(struct mail_op *op)
 	values[5] = rpath;
 	lengths[5] = rlen;
 	formats[5] = 1;
-	values[6] = pn_buf_len(&op->body) > 0 ? (const char *)pn_buf_rptr(&op->body) : "";
-	lengths[6] = (int)pn_buf_len(&op->body);
+	values[6] = op->data_len > 0 ? (const char *)op->data : "";
+	lengths[6] = (int)op->data_len;
 	formats[6] = 1;
 	values[7] = op->msg != NULL ? hsize : NULL;
 	for (int i = 0; i < M_COUNT; i++)
@@ -992,6 +1044,44 @@ static void from_check_done(void *ctx, struct store_pg_reply *reply)
 		rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
 		deliver_finish(op);
 	}
+}
+
+/* After prepare_body(): the sender check (submission) or the statement.
+ * Returns 0, or -1 (nothing submitted). */
+static int deliver_submit(struct mail_op *op)
+{
+	if (op->account_id != 0) {
+		if (op->nfrom == 0) {
+			/* no From: address to check: refuse, asynchronously */
+			if (from_add(op, "missing@invalid") < 0)
+				return -1;
+		}
+		return sender_query(op, from_check_done);
+	}
+	return deliver_query(op);
+}
+
+/* On a worker thread. */
+static void prepare_work(void *ctx)
+{
+	prepare_body(ctx);
+}
+
+/* On the loop thread, after prepare_work(). A cancelled delivery goes on
+ * too (it still commits, like one already in PostgreSQL). */
+static void prepare_done(void *ctx)
+{
+	struct mail_op *op = ctx;
+
+	if (op->prep_ret < 0) {
+		set_error(op, "out of memory", NULL);
+	} else if (deliver_submit(op) == 0) {
+		return;	/* deliver_done or from_check_done goes on */
+	} else {
+		set_error(op, "delivery not submitted", NULL);
+	}
+	rcpts_fail(op, MAIL_DELIVER_TEMPFAIL);
+	deliver_finish(op);
 }
 
 struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_request *req,
@@ -1047,26 +1137,31 @@ struct mail_op *mail_deliver(struct mail_delivery *d, const struct mail_deliver_
 		op_free(op);
 		return NULL;
 	}
-	pn_buf_init(&op->body, 2 * req->message_len + 1);
-	if (mail_crlf_normalize(req->message, req->message_len, &op->body) < 0)
-		goto nomem;
-	if (prepare_meta(op, pn_buf_rptr(&op->body), pn_buf_len(&op->body)) < 0)
-		goto nomem;
-	if (op->account_id != 0) {
-		if (op->nfrom == 0) {
-			/* no From: address to check: refuse, asynchronously */
-			if (from_add(op, "missing@invalid") < 0)
-				goto nomem;
-		}
-		if (sender_query(op, from_check_done) < 0) {
-			*error_r = "sender check not submitted";
-			op_free(op);
-			return NULL;
-		}
-		return op;
+	if (req->message_kept) {
+		/* the caller's buffer, until the callback */
+		op->data = req->message;
+		op->data_len = req->message_len;
+		op->check_crlf = true;
+	} else {
+		pn_buf_init(&op->body, 2 * req->message_len + 1);
+		if (mail_crlf_normalize(req->message, req->message_len, &op->body) < 0)
+			goto nomem;
+		op->data = pn_buf_rptr(&op->body);
+		op->data_len = pn_buf_len(&op->body);
 	}
-	if (deliver_query(op) < 0) {
-		*error_r = "delivery not submitted";
+	if (d->workers != NULL &&
+	    (d->workers_max_pending == 0 ||
+	     pn_workpool_pending(d->workers) < d->workers_max_pending) &&
+	    pn_workpool_submit(d->workers, d->loop, prepare_work, prepare_done, op) == 0)
+		return op;	/* prepare_done goes on */
+	/* no pool, its share of the pool is taken, or its queue is full:
+	 * parse here */
+	prepare_body(op);
+	if (op->prep_ret < 0)
+		goto nomem;
+	if (deliver_submit(op) < 0) {
+		*error_r = op->account_id != 0 ? "sender check not submitted" :
+			"delivery not submitted";
 		op_free(op);
 		return NULL;
 	}

@@ -19,6 +19,7 @@
 #include "postern/store-redis-ops.h"
 #include "postern/store-redis.h"
 #include "postern/testing.h"
+#include "postern/workpool.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -34,6 +35,7 @@ static struct pn_loop *loop;
 static struct store_pgpool *pool;
 static struct store_redis *redis;
 static struct mail_delivery *dlv;
+static struct pn_workpool *workers;	/* dlv parses on them */
 static int64_t id_alice, id_bob, id_carol, id_small, mb_lists;
 
 static uint64_t now_ms(void)
@@ -247,6 +249,7 @@ static void deliver(struct deliver_res *d, const char *from, const char *const *
 		.mail_from = from, .rcpts = rcpts, .rcpt_count = n,
 		.message = (const uint8_t *)msg, .message_len = strlen(msg),
 		.account_id = (uint64_t)account,
+		.message_kept = true,	/* a literal: valid until the callback */
 	};
 	const char *error = NULL;
 	struct mail_op *op;
@@ -550,24 +553,43 @@ PN_TEST(test_three_recipients_one_body)
 
 /* The cache columns equal what the MIME library computes from the stored
  * body. */
-PN_TEST(test_cache_columns)
+/* One message with bare LF line ends through d (parsed on its workers or
+ * on the loop), the caller's buffer kept or copied: the stored body has
+ * CRLF line ends and the cache columns are those of the stored body. */
+static void cache_case(struct mail_delivery *d, bool kept, const char *tag)
 {
 	const char *rcpts[] = { "carol@ex.test" };
-	struct deliver_res d;
+	struct deliver_res r = { 0 };
+	char text[512], mid[64];
+	const char *pm[1] = { mid };
+	struct mail_deliver_request req = {
+		.mail_from = "sender@remote.example", .rcpts = rcpts, .rcpt_count = 1,
+		.message_kept = kept,
+	};
+	const char *derr = NULL;
 	PGresult *res;
 
-	deliver(&d, "sender@remote.example", rcpts, 1,
-		"From: A <a@remote.example>\nTo: carol@ex.test\nSubject: cache\n"
-		"Message-ID: <cache@remote.example>\nIn-Reply-To: <p@x>\n"
-		"References: <o@x>\n <p@x>\nDate: Thu, 26 Nov 2026 10:00:00 -0500\n\nbare LF body\n",
-		0);
-	CHECK_INT(d.r[0].status, MAIL_DELIVER_OK);
+	snprintf(mid, sizeof(mid), "<cache-%s@remote.example>", tag);
+	snprintf(text, sizeof(text),
+		 "From: A <a@remote.example>\nTo: carol@ex.test\nSubject: cache\n"
+		 "Message-ID: %s\nIn-Reply-To: <p@x>\n"
+		 "References: <o@x>\n <p@x>\nDate: Thu, 26 Nov 2026 10:00:00 -0500\n\n"
+		 "bare LF body\n", mid);
+	req.message = (const uint8_t *)text;
+	req.message_len = strlen(text);
+	CHECK(mail_deliver(d, &req, deliver_cb, &r, &derr) != NULL);
+	if (!kept)
+		memset(text, 'x', sizeof(text));	/* copied: the buffer is free now */
+	CHECK(!r.done);
+	CHECK(run_until(&r.done, 10000));
+	CHECK_INT(r.count, 1);
+	CHECK_INT(r.r[0].status, MAIL_DELIVER_OK);
 	res = q("SELECT b.body, m.header_size, m.envelope, m.bodystructure, m.subject,"
 		" m.from_addr, m.to_addr, m.message_id, m.in_reply_to, m.references_hdr,"
 		" to_char(m.sent_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), m.size,"
 		" m.cc_addr IS NULL"
 		" FROM messages m JOIN mail_blobs b ON b.sha256 = m.blob_sha256"
-		" WHERE m.message_id = '<cache@remote.example>'", 0, NULL);
+		" WHERE m.message_id = $1", 1, pm);
 	CHECK(res != NULL && PQntuples(res) == 1);
 	if (res != NULL && PQntuples(res) == 1) {
 		size_t blen = 0;
@@ -598,7 +620,7 @@ PN_TEST(test_cache_columns)
 		CHECK_STR(PQgetvalue(res, 0, 4), "cache");
 		CHECK_STR(PQgetvalue(res, 0, 5), "A <a@remote.example>");
 		CHECK_STR(PQgetvalue(res, 0, 6), "carol@ex.test");
-		CHECK_STR(PQgetvalue(res, 0, 7), "<cache@remote.example>");
+		CHECK_STR(PQgetvalue(res, 0, 7), mid);
 		CHECK_STR(PQgetvalue(res, 0, 8), "<p@x>");
 		CHECK_STR(PQgetvalue(res, 0, 9), "<o@x> <p@x>");
 		CHECK_STR(PQgetvalue(res, 0, 10), "2026-11-26 15:00:00");
@@ -609,6 +631,34 @@ PN_TEST(test_cache_columns)
 		PQfreemem(body);
 	}
 	PQclear(res);
+}
+
+PN_TEST(test_cache_columns)
+{
+	/* dlv parses on its worker pool */
+	cache_case(dlv, true, "worker-kept");
+	cache_case(dlv, false, "worker-copied");
+}
+
+/* Without a worker pool the parse runs on the loop: the same result. */
+PN_TEST(test_parse_on_loop)
+{
+	struct store_pgpool_settings ps = { .dsn = pool_dsn, .max_conns = 1,
+					    .query_timeout_ms = 5000 };
+	const char *error = NULL;
+	struct store_pgpool *p2 = store_pgpool_new(loop, &ps, &error);
+	struct mail_delivery_settings ds = { .pool = p2 };
+	struct mail_delivery *d2 = p2 != NULL ? mail_delivery_new(&ds, &error) : NULL;
+
+	CHECK(d2 != NULL);
+	if (d2 != NULL) {
+		cache_case(d2, true, "loop-kept");
+		cache_case(d2, false, "loop-copied");
+		CHECK_INT(mail_delivery_busy(d2), 0);
+		mail_delivery_free(&d2);
+	}
+	if (p2 != NULL)
+		store_pgpool_free(&p2);
 }
 
 static void filler(char *buf, size_t size, const char *msgid)
@@ -871,6 +921,7 @@ int main(void)
 		PN_TEST_CASE(test_sender_check),
 		PN_TEST_CASE(test_three_recipients_one_body),
 		PN_TEST_CASE(test_cache_columns),
+		PN_TEST_CASE(test_parse_on_loop),
 		PN_TEST_CASE(test_quota),
 		PN_TEST_CASE(test_plus_folder),
 		PN_TEST_CASE(test_duplicate_guard),
@@ -907,9 +958,12 @@ int main(void)
 
 		redis = store_redis_new(loop, &rs, &error);
 	}
+	workers = pn_workpool_new(2, 16, &error);
 	ds.pool = pool;
 	ds.redis = redis;
-	dlv = pool != NULL ? mail_delivery_new(&ds, &error) : NULL;
+	ds.workers = workers;
+	ds.loop = loop;
+	dlv = pool != NULL && workers != NULL ? mail_delivery_new(&ds, &error) : NULL;
 	if (dlv == NULL) {
 		fprintf(stderr, "setup: %s\n", error);
 		rc = 1;
@@ -917,6 +971,7 @@ int main(void)
 		rc = pn_test_run("test-delivery", cases, sizeof(cases) / sizeof(cases[0]));
 	}
 	mail_delivery_free(&dlv);
+	pn_workpool_free(&workers);
 	if (redis != NULL)
 		store_redis_free(&redis);
 	if (pool != NULL)

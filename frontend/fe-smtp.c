@@ -19,8 +19,10 @@
  *
  * One mail_delivery per thread (its prepared statements are declared once
  * on the thread's pool; it publishes change notifications on the thread's
- * Redis client), created with the thread's first SMTP session and freed
- * when the thread ends. At most one request is outstanding per
+ * Redis client; it parses messages on the node's worker pool, the one of
+ * the password checks, straight from the engine's buffer, not on the
+ * loop), created with the thread's first SMTP session and freed when the
+ * thread ends. At most one request is outstanding per
  * session (the engine's rule); after the client went away next() returns
  * -1 only once that request has come back, and a DELIVER that the engine
  * asks for after the client is gone is not started (the client never saw
@@ -75,7 +77,8 @@ static void td_init(void)
 
 static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
 					     struct store_redis *redis, const char *postmaster,
-					     const char **error_r)
+					     struct pn_workpool *workers, struct pn_loop *loop,
+					     unsigned int max_pending, const char **error_r)
 {
 	struct thread_delivery *td;
 
@@ -103,6 +106,9 @@ static struct mail_delivery *thread_delivery(struct store_pgpool *pool,
 	{
 		struct mail_delivery_settings set = {
 			.pool = pool, .redis = redis, .postmaster = postmaster,
+			.workers = workers, .loop = loop,
+			/* half of the queue stays for password checks */
+			.workers_max_pending = max_pending,
 		};
 
 		td->dlv = mail_delivery_new(&set, error_r);
@@ -182,7 +188,10 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 			f->pool = th->backend->pg;
 			f->dlv = thread_delivery(f->pool, th->backend->redis,
 						 th->node != NULL ? th->node->cfg.postmaster_address :
-						 NULL, &error);
+						 NULL, th->node != NULL ? th->node->auth_pool : NULL,
+						 th->loop, th->node != NULL ?
+						 (unsigned int)th->node->cfg.auth_queue / 2 + 1 : 1,
+						 &error);
 			if (f->dlv == NULL)
 				pn_warn("event=smtp_delivery_unavailable error=\"%s\"", error);
 		}
@@ -219,9 +228,10 @@ static void *fs_create(struct fe_conn *conn, const struct fe_session_info *info,
 static size_t fs_feed(void *p, const uint8_t *data, size_t len)
 {
 	struct fe_smtp *f = p;
-	size_t room = smtp_session_input_room(f->s);
 
-	return smtp_session_feed(f->s, data, len < room ? len : room);
+	/* the engine takes at most its input room, except message content,
+	 * which it decodes straight from data (no copy in between) */
+	return smtp_session_feed(f->s, data, len);
 }
 
 /* ---- AUTH ---- */
@@ -390,6 +400,9 @@ static void deliver_go(struct fe_smtp *f, const struct smtp_envelope *env,
 	req.rcpt_count = env->rcpt_count;
 	req.message = message;
 	req.message_len = message_len;
+	/* the engine's buffer: unchanged until smtp_session_deliver_result(),
+	 * and f stays (pending) until deliver_done; never cancelled */
+	req.message_kept = true;
 	req.account_id = f->mode == SMTP_MODE_SUBMISSION && env->authenticated ?
 		env->account_id : 0;
 	/* ENVID stays as sent (xtext); RET as its keyword */

@@ -37,14 +37,34 @@ size_t smtp_data_decode(struct smtp_data *d, const uint8_t *in, size_t len,
 		case SMTP_DATA_MID: {
 			size_t s = i;
 
-			while (i < len && in[i] != '\r' && in[i] != '\n')
-				i++;
+			/* The span up to the next CR or LF, found with memchr
+			 * (most of a message is such spans). */
+			const uint8_t *cr = memchr(in + i, '\r', len - i);
+			const uint8_t *lf;
+
+			i = cr != NULL ? (size_t)(cr - in) : len;
+			lf = memchr(in + s, '\n', i - s);
+			if (lf != NULL)
+				i = (size_t)(lf - in);
 			if (out != NULL)
 				memcpy(out + o, in + s, i - s);
 			o += i - s;
 			add_line(d, i - s);
 			if (i == len)
 				break;
+			if (in[i] == '\r' && len - i > 2 && in[i + 1] == '\n' && in[i + 2] != '.') {
+				/* CR LF and a line that does not start with a
+				 * dot: what CR and LINE_START would do, and the
+				 * next line is content again */
+				if (out != NULL) {
+					out[o] = '\r';
+					out[o + 1] = '\n';
+				}
+				o += 2;
+				i += 2;
+				d->line_len = 0;
+				break;
+			}
 			c = in[i++];
 			if (c == '\r') {
 				d->state = SMTP_DATA_CR;

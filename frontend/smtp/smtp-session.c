@@ -834,17 +834,17 @@ static void cmd_bdat(struct smtp_session *s, const char *p, const char *end)
 	s->bdat_discard = false;
 }
 
-static int step_data(struct smtp_session *s)
+/* Decodes DATA content from p[0..len) into the message (dot-unstuffed,
+ * straight into its buffer when it fits). Returns the bytes used (all of
+ * them unless the end of the data was reached, or fewer near the size
+ * limit: call again) and sets *end_r; sets s->fatal when out of memory. */
+static size_t data_take(struct smtp_session *s, const uint8_t *p, size_t len, bool *end_r)
 {
-	size_t len = pn_buf_len(&s->in), used, olen;
-	const uint8_t *p;
-	bool end;
+	size_t used, olen;
 
-	if (len == 0)
-		return 0;
-	p = pn_buf_rptr(&s->in);
+	*end_r = false;
 	if (s->too_big) {
-		used = smtp_data_decode(&s->dec, p, len, NULL, &olen, &end);
+		used = smtp_data_decode(&s->dec, p, len, NULL, &olen, end_r);
 	} else if (len + 1 <= s->max_size - s->body_len) {
 		/* Fits for sure: decode straight into the message. */
 		uint8_t *w = pn_buf_reserve(&s->msg, len + 1);
@@ -853,7 +853,7 @@ static int step_data(struct smtp_session *s)
 			s->fatal = true;
 			return 0;
 		}
-		used = smtp_data_decode(&s->dec, p, len, w, &olen, &end);
+		used = smtp_data_decode(&s->dec, p, len, w, &olen, end_r);
 		pn_buf_commit(&s->msg, olen);
 		s->body_len += olen;
 	} else {
@@ -861,10 +861,23 @@ static int step_data(struct smtp_session *s)
 
 		if (len > sizeof(scratch) - 1)
 			len = sizeof(scratch) - 1;
-		used = smtp_data_decode(&s->dec, p, len, scratch, &olen, &end);
+		used = smtp_data_decode(&s->dec, p, len, scratch, &olen, end_r);
 		message_append(s, scratch, olen);
 		explicit_bzero(scratch, olen);
 	}
+	return used;
+}
+
+static int step_data(struct smtp_session *s)
+{
+	size_t len = pn_buf_len(&s->in), used;
+	bool end;
+
+	if (len == 0)
+		return 0;
+	used = data_take(s, pn_buf_rptr(&s->in), len, &end);
+	if (s->fatal)
+		return 0;
 	pn_buf_consume(&s->in, used);
 	if (end)
 		finish_message(s);
@@ -1358,6 +1371,39 @@ size_t smtp_session_feed(struct smtp_session *s, const void *data, size_t len)
 
 	if (s->fatal || s->st == ST_CLOSED || s->st == ST_WAIT_TLS)
 		return len;
+	if (s->st == ST_DATA && !s->timeout && pn_buf_len(&s->in) == 0) {
+		/* Message content with nothing buffered before it: decode it
+		 * from the caller's bytes into the message, without a copy in
+		 * the input buffer first (what step_data() would do next). */
+		const uint8_t *p = data;
+		size_t used = 0;
+		bool end = false;
+
+		while (used < len && !end) {
+			size_t k = data_take(s, p + used, len - used, &end);
+
+			if (s->fatal)
+				return len;
+			if (k == 0 && !end)
+				break;
+			used += k;
+		}
+		if (end)
+			finish_message(s);
+		if (used == len)
+			return len;
+		/* input after the end of the data: buffered as usual */
+		data = p + used;
+		len -= used;
+		n = pn_buf_room(&s->in);
+		if (n > len)
+			n = len;
+		if (n > 0 && pn_buf_append(&s->in, data, n) < 0) {
+			s->fatal = true;
+			return used + len;
+		}
+		return used + n;
+	}
 	n = pn_buf_room(&s->in);
 	if (n > len)
 		n = len;

@@ -326,7 +326,11 @@ void smtp_session_free(struct smtp_session **s);
 
 /* Buffers up to smtp_session_input_room() bytes of client input and returns
  * how many were taken. After CLOSE, and between START_TLS and
- * smtp_session_tls_started(), input is taken and thrown away. */
+ * smtp_session_tls_started(), input is taken and thrown away. Inside DATA
+ * with nothing buffered, the message content is decoded (dot-unstuffed)
+ * from data straight into the message buffer, so all of data up to the end
+ * of the data may be taken, more than the input room; what follows the
+ * end is buffered as above. */
 size_t smtp_session_feed(struct smtp_session *s, const void *data, size_t len);
 size_t smtp_session_input_room(const struct smtp_session *s);
 

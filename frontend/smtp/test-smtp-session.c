@@ -852,6 +852,73 @@ PN_TEST(test_big_message_streams)
 	finish(&h);
 }
 
+/* Content fed after the 354 with nothing buffered is decoded straight from
+ * the fed bytes: one feed() takes all of it (more than the input room),
+ * what follows the dot is buffered and answered in order, and the message
+ * is the same as when the content came in one piece with the DATA line
+ * (decoded from the input buffer). */
+PN_TEST(test_data_fed_directly)
+{
+	struct smtp_settings set = settings(SMTP_MODE_MX);
+	static const char head[] = "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@example.test>\r\n";
+	size_t n = 200000, len, dots = 0;
+	char *content = malloc(n + 32), *line;
+	struct h a, b;
+
+	set.input_buffer = SMTP_AUTH_LINE_MAX + 2;
+	for (size_t i = 0; i < n; i += 100) {
+		memset(content + i, 'a' + (char)(i / 100 % 26), 98);
+		if ((i / 100) % 3 == 0) {
+			content[i] = '.';	/* a stuffed dot */
+			dots++;
+		}
+		content[i + 98] = '\r';
+		content[i + 99] = '\n';
+	}
+	memcpy(content + n, ".\r\nNOOP\r\n", 10);
+	len = n + 10;
+	/* a: the content after the 354, in one feed() */
+	mx_ready(&a, &set);
+	EXPECT(&a, head, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+	EXPECT(&a, "DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	a.manual = true;
+	CHECK_INT(smtp_session_feed(a.s, content, len), len);
+	a.manual = false;
+	drive(&a);
+	CHECK_STR(take(&a), "250 2.0.0 Ok: queued as Q1\r\n250 2.0.0 Ok\r\n");
+	CHECK_INT(a.delivers, 1);
+	/* b: DATA and the content together (buffered, fed as room allows) */
+	line = malloc(len + 8);
+	memcpy(line, "DATA\r\n", 6);
+	memcpy(line + 6, content, len);
+	mx_ready(&b, &set);
+	EXPECT(&b, head, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+	feed(&b, line, len + 6);
+	CHECK_STR(take(&b), "354 End data with <CR><LF>.<CR><LF>\r\n"
+		  "250 2.0.0 Ok: queued as Q1\r\n250 2.0.0 Ok\r\n");
+	CHECK_INT(b.delivers, 1);
+	if (a.delivers == 1 && b.delivers == 1) {
+		CHECK_INT(a.dl[0].len - a.dl[0].received_len, n - dots);
+		CHECK_MEM(a.dl[0].msg + a.dl[0].received_len, a.dl[0].len - a.dl[0].received_len,
+			  b.dl[0].msg + b.dl[0].received_len, b.dl[0].len - b.dl[0].received_len);
+	}
+	/* over the size limit in one feed(): read to the end, refused */
+	set.max_message_size = 1000;
+	finish(&a);
+	mx_ready(&a, &set);
+	EXPECT(&a, head, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+	EXPECT(&a, "DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	CHECK_INT(smtp_session_feed(a.s, content, len), len);
+	drive(&a);
+	CHECK_STR(take(&a), "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+		  "250 2.0.0 Ok\r\n");
+	CHECK_INT(a.delivers, 0);
+	finish(&a);
+	finish(&b);
+	free(line);
+	free(content);
+}
+
 /* ---- SMTP smuggling ---------------------------------------------------- */
 
 PN_TEST(test_smuggling_variants)
@@ -1659,6 +1726,7 @@ PN_TEST_MAIN("test-smtp-session",
 	     PN_TEST_CASE(test_smtp_single_reply_worst_wins),
 	     PN_TEST_CASE(test_dot_stuffing_every_split),
 	     PN_TEST_CASE(test_big_message_streams),
+	     PN_TEST_CASE(test_data_fed_directly),
 	     PN_TEST_CASE(test_smuggling_variants),
 	     PN_TEST_CASE(test_lmtp_postmaster),
 	     PN_TEST_CASE(test_bare_lf_in_body_refused_lmtp),

@@ -382,6 +382,42 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(self.count("<kill-2@remote.example>"), 1)
         self.assert_stored("<kill-2@remote.example>", msg2)
 
+    def test_large_message_and_disconnect_during_delivery(self):
+        """A 2 MiB message (parsed on the worker pool, not on the loop) is
+        stored byte for byte; a client that sends a large message and
+        closes right after the final dot (the parse or the statement still
+        running) leaves at most one copy, the node keeps serving, and the
+        retry leaves exactly one."""
+        filler = b"".join(b"line %06d of a large message, plain text\r\n" % i
+                          for i in range(48000))
+        big = self.message("<large-1@remote.example>").replace(
+            b"\r\n\r\n", b"\r\n\r\n" + filler, 1)
+        self.assertGreater(len(big), 2 * 1024 * 1024)
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
+            self.assertEqual(s.sendmail("far@remote.example", ["demo@example.test"], big), {})
+        self.assert_stored("<large-1@remote.example>", big)
+
+        msg = big.replace(b"<large-1@", b"<large-2@", 1)
+        head = (b"EHLO client.example\r\nMAIL FROM:<far@remote.example>\r\n"
+                b"RCPT TO:<demo@example.test>\r\nDATA\r\n")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=10) as s:
+                r, buf = read_reply(s)
+                s.sendall(head)
+                for _ in range(4):
+                    r, buf = read_reply(s, buf)
+                self.assertTrue(r.startswith(b"354"), r)
+                s.sendall(msg.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            # closed without waiting for the reply
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
+            self.assertEqual(s.noop()[0], 250)
+        # the duplicate guard: the three unanswered sends and the retry
+        # leave one copy
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
+            self.assertEqual(s.sendmail("far@remote.example", ["demo@example.test"], msg),
+                             {})
+        self.assertEqual(self.count("<large-2@remote.example>"), 1)
+
     def test_lmtp_mixed_recipients(self):
         with socket.create_connection(("127.0.0.1", self.ports["lmtp"]), timeout=10) as s:
             r, buf = read_reply(s)

@@ -43,9 +43,17 @@
  *   inside the delivery transaction after the target mailboxes are locked,
  *   so two concurrent retries cannot both store.
  *
- * Memory: every submitting call copies what it needs (the message too); the
- * caller's buffers are free as soon as it returns. Data given to a callback
- * is valid during the callback only.
+ * Memory: every submitting call copies what it needs; the caller's buffers
+ * are free as soon as it returns, except the message of a request with
+ * message_kept (see there). Data given to a callback is valid during the
+ * callback only.
+ *
+ * Threads: everything runs on the loop thread of the pool, except the parse
+ * of a message for mail_deliver() (line ends, MIME structure, the ENVELOPE /
+ * BODYSTRUCTURE cache) when the settings give a worker pool: it then runs
+ * on a worker and the delivery goes on from the loop (the callback is
+ * still called on the loop thread). A full worker queue parses on the loop
+ * as without a pool.
  *
  * Errors: a submitting call returns a handle, or NULL with *error_r (bad
  * arguments, out of memory, the pool refused the request): no callback then.
@@ -68,9 +76,21 @@ struct mail_op;
 #define MAIL_DELIVERY_ADDRESS_MAX 320	/* longest envelope address taken */
 #define MAIL_DELIVERY_MAX_RCPTS 1000	/* recipients per mail_deliver() */
 
+struct pn_workpool;
+struct pn_loop;
+
 struct mail_delivery_settings {
 	struct store_pgpool *pool;	/* required; outlives the delivery */
 	struct store_redis *redis;	/* optional: change notifications */
+	/* optional, both or neither: mail_deliver() parses the message on
+	 * workers, whose completions are posted to loop (the pool's loop);
+	 * both outlive the delivery */
+	struct pn_workpool *workers;
+	struct pn_loop *loop;
+	/* A parse goes to the workers only while fewer than this many jobs
+	 * wait or run there (0: no bound), so that a pool shared with other
+	 * work (password checks) keeps room for it; else it runs on the loop. */
+	unsigned int workers_max_pending;
 	unsigned int dedup_window_secs;	/* 0: 600 (10 minutes) */
 	/* Where RCPT TO:<Postmaster> (RFC 5321 4.5.1: no domain, any case)
 	 * goes: an address user@domain in one of our domains (an alias there
@@ -91,7 +111,8 @@ void mail_delivery_free(struct mail_delivery **d);
 unsigned int mail_delivery_busy(const struct mail_delivery *d);
 /* Detaches the operation's callback and sets *op NULL. The operation ends
  * by itself; a delivery still commits. NULL or *op NULL is fine. Not for
- * an operation whose callback already ran (the handle is dead then). */
+ * an operation whose callback already ran (the handle is dead then), nor
+ * for a delivery with message_kept (it still reads the message). */
 void mail_delivery_cancel(struct mail_op **op);
 
 /* ---- RCPT ---- */
@@ -159,6 +180,11 @@ struct mail_deliver_request {
 	size_t rcpt_count;		/* 1..MAIL_DELIVERY_MAX_RCPTS */
 	const uint8_t *message;		/* the data (with the Received: header) */
 	size_t message_len;
+	/* The caller keeps message valid and unchanged until the callback
+	 * runs, and does not cancel the operation: then it is not copied
+	 * (when it has CRLF line ends only, as the SMTP engine's always has)
+	 * and may be read by a worker thread meanwhile. false: copied. */
+	bool message_kept;
 	/* Authenticated submission: the account. Non-local recipients are
 	 * queued and every From: address must be the account's (else every
 	 * recipient gets SENDER_DENIED). 0 for MX and LMTP: non-local
