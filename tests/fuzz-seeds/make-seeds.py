@@ -19,18 +19,18 @@ def add(target, name, data):
         data = data.encode()
     seeds.setdefault(target, []).append((name, data))
 
-# --- IMAP ---
+# --- IMAP --- (the fake daemon of test-imap-session-fake.h knows alice / secret)
 imap_sessions = {
-    "login-select-fetch": b"a1 CAPABILITY\r\na2 LOGIN user@example.test secret\r\na3 SELECT INBOX\r\n"
+    "login-select-fetch": b"a1 CAPABILITY\r\na2 LOGIN alice secret\r\na3 SELECT INBOX\r\n"
         b"a4 FETCH 1:* (FLAGS UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\n"
         b"a5 UID STORE 1:3 +FLAGS.SILENT (\\Seen $x)\r\na6 EXPUNGE\r\na7 LOGOUT\r\n",
-    "authenticate-plain": b"a1 AUTHENTICATE PLAIN\r\nAHVAZXhhbXBsZS50ZXN0AHNlY3JldA==\r\na2 LIST \"\" *\r\n"
+    "authenticate-plain": b"a1 AUTHENTICATE PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\na2 LIST \"\" *\r\n"
         b"a3 STATUS INBOX (MESSAGES UIDNEXT UNSEEN)\r\na4 LOGOUT\r\n",
-    "append-literal": b"a1 LOGIN u p\r\na2 APPEND INBOX (\\Seen) \"27-Nov-2026 10:00:00 +0100\" {23}\r\n"
+    "append-literal": b"a1 LOGIN alice secret\r\na2 APPEND INBOX (\\Seen) \"27-Nov-2026 10:00:00 +0100\" {20}\r\n"
         b"Subject: x\r\n\r\nbody\r\n\r\na3 APPEND INBOX {5+}\r\nhello\r\na4 NOOP\r\n",
-    "search-idle": b"a1 LOGIN u p\r\na2 EXAMINE INBOX\r\na3 UID SEARCH CHARSET UTF-8 OR SUBJECT \"x\" FROM y SINCE 1-Jan-2020\r\n"
+    "search-idle": b"a1 LOGIN alice secret\r\na2 EXAMINE INBOX\r\na3 UID SEARCH CHARSET UTF-8 OR SUBJECT \"x\" FROM y SINCE 1-Jan-2020\r\n"
         b"a4 IDLE\r\nDONE\r\na5 CLOSE\r\na6 CREATE \"&AOQ-bc\"\r\na7 RENAME a b\r\na8 DELETE b\r\n",
-    "starttls-enable": b"a1 STARTTLS\r\na2 ENABLE UTF8=ACCEPT CONDSTORE\r\na3 LOGIN u p\r\na4 SELECT INBOX (CONDSTORE)\r\n"
+    "starttls-enable": b"a1 STARTTLS\r\na2 ENABLE UTF8=ACCEPT CONDSTORE\r\na3 LOGIN alice secret\r\na4 SELECT INBOX (CONDSTORE)\r\n"
         b"a5 FETCH 1 (MODSEQ) (CHANGEDSINCE 5)\r\na6 UID COPY 1:* Trash\r\na7 UID MOVE 2 Trash\r\na8 UNSELECT\r\n",
 }
 def imap_chunks(stream, note=0):
@@ -41,7 +41,8 @@ def imap_chunks(stream, note=0):
         out += c
     return bytes(out)
 for i, (n, s) in enumerate(imap_sessions.items()):
-    add("fuzz-imap-session", n, bytes([i & 0x0f]) + imap_chunks(s, i % 4))
+    # first byte: trusted + TLS active (LOGIN allowed), or STARTTLS offered
+    add("fuzz-imap-session", n, bytes([0x04 if n.startswith("starttls") else 0x03 | (i & 8)]) + imap_chunks(s, i % 4))
     # parser: limits, modes, seed
     add("fuzz-imap-parser", n, bytes([100, 40, 200, 4, 40, 50, i * 2, 7 + i]) + s)
 add("fuzz-imap-parser", "literal8", bytes([119, 63, 255, 5, 47, 255, 8, 3]) +
