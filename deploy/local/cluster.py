@@ -103,6 +103,8 @@ PROVISION = [
     ("once", ["tenant", "add", DEMO_DOMAIN]),
     ("once", ["domain", "add", DEMO_DOMAIN, "--tenant", DEMO_DOMAIN]),
     ("once", ["user", "add", DEMO_USER, "--password", DEMO_PASSWORD]),
+    # RFC 5321 4.5.1: postmaster@ and <Postmaster> must reach a person
+    ("once", ["alias", "add", "postmaster@" + DEMO_DOMAIN, DEMO_USER]),
 ]
 POSTERNCTL = "storage/posternctl"
 

@@ -212,11 +212,21 @@ class ClusterEndToEnd(unittest.TestCase):
             s.sendmail("alice@remote.test", ["bob@elsewhere.test"], b"Subject: x\r\n\r\nx\r\n")
         code, _ = cm.exception.recipients["bob@elsewhere.test"]
         self.assertIn(code, (550, 554))
+        # RFC 5321 4.5.1: the bare <Postmaster> is accepted; the demo's
+        # postmaster@example.test alias hands it to the demo user
+        s.ehlo("client.example")
+        s.mail("alice@remote.test")
+        code, text = s.rcpt("<Postmaster>")
+        self.assertEqual(code, 250, text)
+        pm_subject = "postmaster " + uuid.uuid4().hex
+        code, text = s.data(("Subject: %s\r\n\r\nhi\r\n" % pm_subject).encode())
+        self.assertEqual(code, 250, text)
         s.quit()
         pop = poplib.POP3_SSL("127.0.0.1", BASE + 995, context=self.ca, timeout=15)
         pop.user(DEMO)
         pop.pass_(PASSWORD)
         self.assertIsNotNone(self.find(pop, subject))
+        self.assertIsNotNone(self.find(pop, pm_subject))
         pop.quit()
 
     def test_mpop_retrieves_into_a_maildir(self):

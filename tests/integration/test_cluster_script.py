@@ -166,7 +166,8 @@ class ClusterScriptTest(unittest.TestCase):
             calls = [line.split("|")[0] for line in f.read().splitlines()]
         self.assertEqual(calls, ["migrate", "tenant add example.test",
                                  "domain add example.test --tenant example.test",
-                                 "user add demo@example.test --password demo"])
+                                 "user add demo@example.test --password demo",
+                                 "alias add postmaster@example.test demo@example.test"])
 
         # Idempotent: nothing restarted.
         pids = {n: st[n]["pid"] for n in names}
