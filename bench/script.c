@@ -225,7 +225,11 @@ static int default_label(struct bn_script *s, struct parse_state *ps, enum bn_ex
 		return intern_label(s, "APPEND", 6, line, error_r);
 	if (ps->last_kind == BN_STEP_BODY)
 		return intern_label(s, "message", 7, line, error_r);
-	if (template_word(ps->last_text, mode == BN_EXPECT_TAGGED ? 1 : 0, &w, &len))
+	if (ps->last_kind == BN_STEP_STREAM)
+		return intern_label(s, "stream", 6, line, error_r);
+	/* last_text is NULL when no send/append step came before (a stream) */
+	if (ps->last_text != NULL &&
+	    template_word(ps->last_text, mode == BN_EXPECT_TAGGED ? 1 : 0, &w, &len))
 		return intern_label(s, w, len > 63 ? 63 : len, line, error_r);
 	return intern_label(s, "reply", 5, line, error_r);
 }

@@ -106,6 +106,14 @@ PN_TEST(test_parse_smtp_pop3_raw)
 	CHECK_INT(s->unit_loop, -1);
 	bn_script_free(&s);
 
+	/* an expect right after a stream, before any send: labelled "stream"
+	 * (it used to read the NULL text of a send that never came) */
+	s = parse("stream 1k\nexpect tagged OK\n", &err);
+	CHECK(s != NULL);
+	if (s != NULL)
+		CHECK_STR(s->labels[s->steps[1].label], "stream");
+	bn_script_free(&s);
+
 	/* a message is implied (4 KiB) when append/body appear without one */
 	s = parse("send DATA\nbody\n", &err);
 	CHECK(s != NULL && s->message.kind == BN_MSG_FIXED && s->message.min == 4096);

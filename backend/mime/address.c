@@ -384,13 +384,16 @@ int mime_address_list_parse(struct mail_arena *arena, const char *value,
 	struct tok t;
 
 	memset(&ps, 0, sizeof(ps));
-	char *scratch = malloc(4 * (len + 8));
+	/* display, local and domain never hold more than the value's bytes;
+	 * the route adds "," and "@" around each domain, up to two bytes per
+	 * input byte ("<@@@@..."), so it gets twice the room. */
+	char *scratch = malloc(5 * (len + 8));
 	if (scratch == NULL)
 		return -1;
 	ps.display.s = scratch;
 	ps.local.s = scratch + (len + 8);
 	ps.domain.s = scratch + 2 * (len + 8);
-	ps.route.s = scratch + 3 * (len + 8);
+	ps.route.s = scratch + 3 * (len + 8);	/* 2 * (len + 8) bytes */
 	ps.arena = arena;
 	ps.lx.p = value;
 	ps.tail = &ps.head;

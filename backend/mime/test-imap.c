@@ -316,6 +316,22 @@ PN_TEST(test_envelope_strings)
 		  "\"<a@b> (comment)\" \"<folded@id>\")");
 	mail_message_free(&msg);
 
+	/* An obs-route of bare "@"s: the route text ("@,@,@...") is longer
+	 * than the header value (a heap overflow the fuzzer found). */
+	{
+		char hdr[4200] = "From: <";
+		size_t n = strlen(hdr);
+		for (int i = 0; i < 4000; i++)
+			hdr[n++] = '@';
+		static const char tail[] = "x:a@b>\r\n\r\nx\r\n";
+		memcpy(hdr + n, tail, sizeof(tail));
+		msg = parse_str(hdr);
+		const char *env = test_envelope(msg, NULL);
+		CHECK(strstr(env, "@,@,@x\" \"a\" \"b\"))") != NULL);
+		CHECK(strstr(env, "((NIL \"@,@,@,@") != NULL);
+		mail_message_free(&msg);
+	}
+
 	/* No header at all: every member NIL. */
 	msg = parse_str("\r\njust a body\r\n");
 	CHECK_STR(test_envelope(msg, NULL), "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
