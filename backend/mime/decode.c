@@ -114,6 +114,10 @@ int mail_qp_decode(const uint8_t *in, size_t len, struct pn_buf *out)
  *   encoded-word = "=?" charset "?" encoding "?" encoded-text "?="
  * charset may carry an RFC 2231 5 language suffix ("utf-8*en"). Finds an
  * encoded word at in[0..len) (no whitespace inside). */
+/* The longest charset name an encoded word may carry (IANA's longest is
+ * 45 bytes); a longer one is not an encoded word. */
+#define EW_CHARSET_MAX 63
+
 struct ew {
 	const uint8_t *charset;
 	size_t charset_len;
@@ -135,7 +139,7 @@ static bool ew_parse(const uint8_t *in, size_t len, struct ew *ew,
 	*horizon_r = 0;
 	if (len < 8 || in[0] != '=' || in[1] != '?')
 		return false;
-	while (i < len && i < 66 && in[i] != '?' && in[i] > ' ' && in[i] < 127)
+	while (i < len && i < 2 + EW_CHARSET_MAX && in[i] != '?' && in[i] > ' ' && in[i] < 127)
 		i++;
 	if (i == 2 || i + 2 >= len || in[i] != '?')
 		return false;
@@ -195,7 +199,7 @@ static int q_decode(const uint8_t *in, size_t len, struct pn_buf *out)
 struct rfc2047_ctx {
 	struct pn_buf *out;
 	struct pn_buf pending; /* decoded bytes of adjacent words */
-	char charset[64];
+	char charset[EW_CHARSET_MAX + 1];
 };
 
 static int flush_pending(struct rfc2047_ctx *c)

@@ -127,6 +127,14 @@ PN_TEST(test_rfc2047)
 	CHECK_STR(conv(mail_rfc2047_decode, "foo=?utf-8?q?bar?=baz"), "foobarbaz");
 	CHECK_STR(conv(mail_rfc2047_decode, "=?utf-8*en?q?hi?="), "hi");
 	CHECK_STR(conv(mail_rfc2047_decode, "=?x-foo?q?abc?="), "abc");
+	/* charset names: 63 bytes are an encoded word, 64 are not (64 wrote
+	 * one byte past the remembered charset: found by fuzz-mime) */
+	CHECK_STR(conv(mail_rfc2047_decode,
+		       "=?x-2345678901234567890123456789012345678901234567890123456789012?q?abc?="),
+		  "abc");
+	CHECK_STR(conv(mail_rfc2047_decode,
+		       "=?x-23456789012345678901234567890123456789012345678901234567890123?q?abc?="),
+		  "=?x-23456789012345678901234567890123456789012345678901234567890123?q?abc?=");
 	/* not encoded words: left alone */
 	CHECK_STR(conv(mail_rfc2047_decode, "=?utf-8?x?abc?="), "=?utf-8?x?abc?=");
 	CHECK_STR(conv(mail_rfc2047_decode, "=?utf-8?q?no end"), "=?utf-8?q?no end");
